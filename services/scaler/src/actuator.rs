@@ -1,0 +1,195 @@
+//! The actuator boundary: the only code that changes replica counts.
+//!
+//! [`Actuator`] is implemented here by [`SimulatedActuator`] (an in-memory cluster, for the
+//! replay and the demo) and [`DryRunActuator`] (reads, logs what it would do, changes nothing).
+//! Docker Swarm and EC2 implement the same trait.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+
+/// Errors of an actuator, classified so the caller can choose to retry.
+#[derive(Debug, thiserror::Error)]
+pub enum ActuatorError {
+    /// The backend did not answer or answered a transient error (timeout, 5xx, throttling).
+    #[error("actuator unavailable: {0}")]
+    Unavailable(String),
+    /// The service is not managed by this actuator.
+    #[error("unknown service `{0}`")]
+    UnknownService(String),
+    /// Retrying will not help (bad request, forbidden, invalid replica count).
+    #[error("actuation refused: {0}")]
+    Refused(String),
+}
+
+impl ActuatorError {
+    /// Whether retrying later may help.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, ActuatorError::Unavailable(_))
+    }
+}
+
+/// Reads and sets replica counts. Setting is idempotent: it sets the *desired* count.
+#[async_trait]
+pub trait Actuator: Send + Sync {
+    /// A short name for logs (`simulated`, `dry-run`, `swarm`).
+    fn name(&self) -> &'static str;
+    /// The current (desired) replica count of `service`.
+    async fn current(&self, service: &str) -> Result<u32, ActuatorError>;
+    /// Set the desired replica count of `service`.
+    async fn set_replicas(&self, service: &str, replicas: u32) -> Result<(), ActuatorError>;
+    /// Whether the backend answers.
+    async fn healthcheck(&self) -> Result<(), ActuatorError>;
+    /// Whether `set_replicas` really changes anything (false for dry-run).
+    fn changes_cluster(&self) -> bool {
+        true
+    }
+}
+
+/// An in-memory cluster: a replica count per service.
+///
+/// A service it has not seen starts at `initial_replicas` (the replay source starts its
+/// simulated services at the same count), unless `known_services` restricts it, in which case an
+/// unknown service is an error — as it would be on a real cluster.
+#[derive(Clone, Debug)]
+pub struct SimulatedActuator {
+    replicas: Arc<Mutex<HashMap<String, u32>>>,
+    initial_replicas: u32,
+    only_known: bool,
+}
+
+impl SimulatedActuator {
+    /// Every service starts at `initial_replicas`.
+    pub fn new(initial_replicas: u32) -> Self {
+        SimulatedActuator {
+            replicas: Arc::default(),
+            initial_replicas,
+            only_known: false,
+        }
+    }
+
+    /// Only the listed services exist.
+    pub fn with_services(services: &[(String, u32)]) -> Self {
+        SimulatedActuator {
+            replicas: Arc::new(Mutex::new(services.iter().cloned().collect())),
+            initial_replicas: 0,
+            only_known: true,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, u32>> {
+        self.replicas.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+#[async_trait]
+impl Actuator for SimulatedActuator {
+    fn name(&self) -> &'static str {
+        "simulated"
+    }
+
+    async fn current(&self, service: &str) -> Result<u32, ActuatorError> {
+        let mut map = self.lock();
+        match map.get(service) {
+            Some(n) => Ok(*n),
+            None if self.only_known => Err(ActuatorError::UnknownService(service.into())),
+            None => {
+                map.insert(service.into(), self.initial_replicas);
+                Ok(self.initial_replicas)
+            }
+        }
+    }
+
+    async fn set_replicas(&self, service: &str, replicas: u32) -> Result<(), ActuatorError> {
+        let mut map = self.lock();
+        if self.only_known && !map.contains_key(service) {
+            return Err(ActuatorError::UnknownService(service.into()));
+        }
+        map.insert(service.into(), replicas);
+        Ok(())
+    }
+
+    async fn healthcheck(&self) -> Result<(), ActuatorError> {
+        Ok(())
+    }
+}
+
+/// Reads from an inner actuator (or assumes `initial_replicas` for a service it has no reader
+/// for) and logs what it would set, changing nothing.
+pub struct DryRunActuator {
+    inner: Option<Arc<dyn Actuator>>,
+    initial_replicas: u32,
+}
+
+impl DryRunActuator {
+    /// Dry-run on top of a real reader.
+    pub fn wrapping(inner: Arc<dyn Actuator>) -> Self {
+        DryRunActuator {
+            inner: Some(inner),
+            initial_replicas: 0,
+        }
+    }
+
+    /// Dry-run with no cluster at all: every service is taken to run `initial_replicas`.
+    pub fn standalone(initial_replicas: u32) -> Self {
+        DryRunActuator {
+            inner: None,
+            initial_replicas,
+        }
+    }
+}
+
+#[async_trait]
+impl Actuator for DryRunActuator {
+    fn name(&self) -> &'static str {
+        "dry-run"
+    }
+
+    async fn current(&self, service: &str) -> Result<u32, ActuatorError> {
+        match &self.inner {
+            Some(a) => a.current(service).await,
+            None => Ok(self.initial_replicas),
+        }
+    }
+
+    async fn set_replicas(&self, service: &str, replicas: u32) -> Result<(), ActuatorError> {
+        tracing::info!(service, replicas, "dry-run: would set replicas");
+        Ok(())
+    }
+
+    async fn healthcheck(&self) -> Result<(), ActuatorError> {
+        match &self.inner {
+            Some(a) => a.healthcheck().await,
+            None => Ok(()),
+        }
+    }
+
+    fn changes_cluster(&self) -> bool {
+        false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn simulated_registry_and_dry_run() {
+        let sim = SimulatedActuator::new(2);
+        assert_eq!(sim.current("a").await.unwrap(), 2);
+        sim.set_replicas("a", 5).await.unwrap();
+        assert_eq!(sim.current("a").await.unwrap(), 5);
+
+        let strict = SimulatedActuator::with_services(&[("a".into(), 1)]);
+        assert!(matches!(
+            strict.current("b").await,
+            Err(ActuatorError::UnknownService(_))
+        ));
+
+        let dry = DryRunActuator::wrapping(Arc::new(sim.clone()));
+        dry.set_replicas("a", 9).await.unwrap();
+        assert_eq!(dry.current("a").await.unwrap(), 5, "dry-run changes nothing");
+        assert!(!dry.changes_cluster());
+    }
+}

@@ -1,0 +1,360 @@
+//! The safety envelope: what a trusted autoscaler always does, as a pure function.
+//!
+//! Time is the vectors' *metric time*, so cooldowns mean the same in a replay at any speed and
+//! in production.
+//!
+//! Rules, in the order they apply:
+//! 1. replicas unknown → hold (fail closed), never assume a number;
+//! 2. stale inputs (no model could vote) → hold;
+//! 3. outside `[min, max]` → brought back inside, whatever the vote;
+//! 4. scale up by at most `max_step`, clamped to `max`; not within `cooldown_up_secs` of the last
+//!    scale-up (a scale-down never delays a scale-up: adding capacity is the safe direction);
+//! 5. scale down by one, never below `min`; not within `cooldown_up_secs` of the last scale-up nor
+//!    `cooldown_down_secs` of the last scale-down, and not while any "up" was recommended in the
+//!    last `stabilization_secs` (Kubernetes HPA's scale-down stabilization).
+
+use std::collections::VecDeque;
+
+use autoscaler_contract::Verdict;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// Default cooldown after a scale-up, seconds (the Sock Shop seed's value).
+pub const DEFAULT_COOLDOWN_UP_SECS: u64 = 300;
+/// Default cooldown after a scale-down, seconds (the Sock Shop seed's value).
+pub const DEFAULT_COOLDOWN_DOWN_SECS: u64 = 240;
+/// Default scale-down stabilization window, seconds (Kubernetes HPA's default).
+pub const DEFAULT_STABILIZATION_SECS: u64 = 300;
+
+/// Bounds and timings of the envelope.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnvelopeConfig {
+    /// Never fewer replicas than this.
+    pub min_replicas: u32,
+    /// Never more replicas than this.
+    pub max_replicas: u32,
+    /// No scaling up within this many seconds of the last scale-up.
+    pub cooldown_up_secs: u64,
+    /// No scaling down within this many seconds of the last scale-down.
+    pub cooldown_down_secs: u64,
+    /// No scaling down while an "up" was recommended within this many seconds.
+    pub stabilization_secs: u64,
+    /// At most this many replicas added per decision.
+    pub max_step: u32,
+}
+
+impl Default for EnvelopeConfig {
+    fn default() -> Self {
+        EnvelopeConfig {
+            min_replicas: 1,
+            max_replicas: 10,
+            cooldown_up_secs: DEFAULT_COOLDOWN_UP_SECS,
+            cooldown_down_secs: DEFAULT_COOLDOWN_DOWN_SECS,
+            stabilization_secs: DEFAULT_STABILIZATION_SECS,
+            max_step: 1,
+        }
+    }
+}
+
+impl EnvelopeConfig {
+    /// Every problem with this configuration, all at once (empty when valid).
+    pub fn problems(&self) -> Vec<String> {
+        let mut p = Vec::new();
+        if self.min_replicas > self.max_replicas {
+            p.push(format!(
+                "min replicas ({}) is greater than max replicas ({})",
+                self.min_replicas, self.max_replicas
+            ));
+        }
+        if self.max_replicas == 0 {
+            p.push("max replicas must be at least 1".into());
+        }
+        if self.max_step == 0 {
+            p.push("max step must be at least 1".into());
+        }
+        p
+    }
+}
+
+/// What the envelope remembers about one service.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ServiceState {
+    /// Metric time of the last scale-up.
+    pub last_scale_up: Option<DateTime<Utc>>,
+    /// Metric time of the last scale-down.
+    pub last_scale_down: Option<DateTime<Utc>>,
+    /// Metric times of recent "up" recommendations (within the stabilization window).
+    pub recent_up: VecDeque<DateTime<Utc>>,
+}
+
+/// What the ensemble proposes for one vector.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Proposal {
+    /// The ensemble's verdict.
+    pub verdict: Verdict,
+    /// Replicas now, if they could be read.
+    pub current: Option<u32>,
+    /// True when no model could vote on fresh inputs.
+    pub stale: bool,
+    /// The vector's metric time.
+    pub at: DateTime<Utc>,
+}
+
+/// What the envelope lets happen.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outcome {
+    /// The desired replica count (`None`: held with replicas unknown).
+    pub to: Option<u32>,
+    /// Every rule that changed or blocked the proposal, in words.
+    pub adjustments: Vec<String>,
+}
+
+impl Outcome {
+    /// Whether the outcome changes the replica count.
+    pub fn changes(&self, current: Option<u32>) -> bool {
+        matches!((current, self.to), (Some(c), Some(t)) if c != t)
+    }
+}
+
+fn secs_since(now: DateTime<Utc>, then: Option<DateTime<Utc>>) -> Option<i64> {
+    then.map(|t| (now - t).num_seconds())
+}
+
+/// Apply the envelope to a proposal and update the service's state as if the outcome is carried
+/// out (the caller calls [`record_failure`] if actuation then fails).
+pub fn apply(cfg: &EnvelopeConfig, state: &mut ServiceState, p: &Proposal) -> Outcome {
+    let window = chrono::Duration::seconds(cfg.stabilization_secs as i64);
+    while state.recent_up.front().is_some_and(|t| *t + window <= p.at) {
+        state.recent_up.pop_front();
+    }
+    if p.verdict == Verdict::ScaleUp {
+        state.recent_up.push_back(p.at);
+    }
+    let mut adj = Vec::new();
+    let Some(current) = p.current else {
+        adj.push("held: replicas unknown".to_string());
+        return Outcome {
+            to: None,
+            adjustments: adj,
+        };
+    };
+    if p.stale {
+        adj.push("held: stale inputs".to_string());
+        return Outcome {
+            to: Some(current),
+            adjustments: adj,
+        };
+    }
+    if current < cfg.min_replicas {
+        adj.push(format!("raised to min {}", cfg.min_replicas));
+        state.last_scale_up = Some(p.at);
+        return Outcome {
+            to: Some(cfg.min_replicas),
+            adjustments: adj,
+        };
+    }
+    if current > cfg.max_replicas {
+        adj.push(format!("lowered to max {}", cfg.max_replicas));
+        state.last_scale_down = Some(p.at);
+        return Outcome {
+            to: Some(cfg.max_replicas),
+            adjustments: adj,
+        };
+    }
+    let since_up = secs_since(p.at, state.last_scale_up);
+    let since_down = secs_since(p.at, state.last_scale_down);
+    let to = match p.verdict {
+        Verdict::NoAction => current,
+        Verdict::ScaleUp => {
+            if current >= cfg.max_replicas {
+                adj.push(format!("at max {}", cfg.max_replicas));
+                current
+            } else if let Some(s) = since_up.filter(|s| *s < cfg.cooldown_up_secs as i64) {
+                adj.push(format!(
+                    "cooldown: {} s left after scale-up",
+                    cfg.cooldown_up_secs as i64 - s
+                ));
+                current
+            } else {
+                let want = current.saturating_add(cfg.max_step);
+                if want > cfg.max_replicas {
+                    adj.push(format!("clamped to max {}", cfg.max_replicas));
+                }
+                state.last_scale_up = Some(p.at);
+                want.min(cfg.max_replicas)
+            }
+        }
+        Verdict::ScaleDown => {
+            if current <= cfg.min_replicas {
+                adj.push(format!("at min {}", cfg.min_replicas));
+                current
+            } else if let Some(s) = since_up.filter(|s| *s < cfg.cooldown_up_secs as i64) {
+                adj.push(format!(
+                    "cooldown: {} s left after scale-up",
+                    cfg.cooldown_up_secs as i64 - s
+                ));
+                current
+            } else if let Some(s) = since_down.filter(|s| *s < cfg.cooldown_down_secs as i64) {
+                adj.push(format!(
+                    "cooldown: {} s left after scale-down",
+                    cfg.cooldown_down_secs as i64 - s
+                ));
+                current
+            } else if let Some(t) = state.recent_up.back() {
+                adj.push(format!(
+                    "stabilization: SCALE UP recommended {} s ago",
+                    (p.at - *t).num_seconds()
+                ));
+                current
+            } else {
+                state.last_scale_down = Some(p.at);
+                current - 1
+            }
+        }
+    };
+    Outcome {
+        to: Some(to),
+        adjustments: adj,
+    }
+}
+
+/// Undo the timing update of an outcome whose actuation failed.
+pub fn record_failure(before: &ServiceState, state: &mut ServiceState) {
+    state.last_scale_up = before.last_scale_up;
+    state.last_scale_down = before.last_scale_down;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn t(s: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_720_000_000 + s, 0).unwrap()
+    }
+
+    fn prop(v: Verdict, current: Option<u32>, at: i64) -> Proposal {
+        Proposal {
+            verdict: v,
+            current,
+            stale: false,
+            at: t(at),
+        }
+    }
+
+    #[test]
+    fn holds_when_replicas_unknown_or_inputs_stale() {
+        let cfg = EnvelopeConfig::default();
+        let mut st = ServiceState::default();
+        let o = apply(&cfg, &mut st, &prop(Verdict::ScaleUp, None, 0));
+        assert_eq!(o.to, None);
+        assert_eq!(o.adjustments, vec!["held: replicas unknown"]);
+        let mut p = prop(Verdict::ScaleUp, Some(2), 0);
+        p.stale = true;
+        assert_eq!(apply(&cfg, &mut st, &p).to, Some(2));
+    }
+
+    #[test]
+    fn cooldowns_and_stabilization() {
+        let cfg = EnvelopeConfig::default();
+        let mut st = ServiceState::default();
+        assert_eq!(
+            apply(&cfg, &mut st, &prop(Verdict::ScaleUp, Some(2), 0)).to,
+            Some(3)
+        );
+        let o = apply(&cfg, &mut st, &prop(Verdict::ScaleUp, Some(3), 180));
+        assert_eq!(o.to, Some(3));
+        assert_eq!(o.adjustments, vec!["cooldown: 120 s left after scale-up"]);
+        assert_eq!(
+            apply(&cfg, &mut st, &prop(Verdict::ScaleUp, Some(3), 300)).to,
+            Some(4)
+        );
+        // Down is blocked by the up-cooldown...
+        let o = apply(&cfg, &mut st, &prop(Verdict::ScaleDown, Some(4), 330));
+        assert!(o.adjustments[0].starts_with("cooldown"), "{o:?}");
+        // ...an "up" recommended at 450 is itself held by the cooldown, but still counts for
+        // the stabilization window, which then blocks the down until 750.
+        let o = apply(&cfg, &mut st, &prop(Verdict::ScaleUp, Some(4), 450));
+        assert_eq!(o.to, Some(4));
+        let o = apply(&cfg, &mut st, &prop(Verdict::ScaleDown, Some(4), 700));
+        assert_eq!(o.adjustments, vec!["stabilization: SCALE UP recommended 250 s ago"]);
+        assert_eq!(
+            apply(&cfg, &mut st, &prop(Verdict::ScaleDown, Some(4), 750)).to,
+            Some(3)
+        );
+        let o = apply(&cfg, &mut st, &prop(Verdict::ScaleDown, Some(3), 849));
+        assert_eq!(o.adjustments, vec!["cooldown: 141 s left after scale-down"]);
+        // A scale-down never delays a scale-up.
+        assert_eq!(
+            apply(&cfg, &mut st, &prop(Verdict::ScaleUp, Some(3), 850)).to,
+            Some(4)
+        );
+    }
+
+    #[test]
+    fn bounds_clamp_and_config_problems() {
+        let cfg = EnvelopeConfig {
+            min_replicas: 2,
+            max_replicas: 4,
+            max_step: 3,
+            ..EnvelopeConfig::default()
+        };
+        let mut st = ServiceState::default();
+        let o = apply(&cfg, &mut st, &prop(Verdict::ScaleUp, Some(3), 0));
+        assert_eq!(o.to, Some(4));
+        assert_eq!(o.adjustments, vec!["clamped to max 4"]);
+        let o = apply(&cfg, &mut st, &prop(Verdict::NoAction, Some(1), 10));
+        assert_eq!(o.to, Some(2));
+        let bad = EnvelopeConfig {
+            min_replicas: 5,
+            max_replicas: 0,
+            max_step: 0,
+            ..EnvelopeConfig::default()
+        };
+        assert_eq!(bad.problems().len(), 3);
+    }
+
+    fn arb_verdict() -> impl proptest::strategy::Strategy<Value = Verdict> {
+        prop_oneof![
+            Just(Verdict::ScaleUp),
+            Just(Verdict::ScaleDown),
+            Just(Verdict::NoAction)
+        ]
+    }
+
+    proptest! {
+        /// Whatever the votes, replicas that start inside the bounds stay inside; no scale-down
+        /// within the stabilization window after an "up"; no two scale-ups within the cooldown.
+        #[test]
+        fn envelope_invariants(
+            min in 1u32..4, span in 0u32..6, step in 1u32..4, start in 0u32..10,
+            steps in proptest::collection::vec((arb_verdict(), 1i64..200), 1..80)
+        ) {
+            let cfg = EnvelopeConfig { min_replicas: min, max_replicas: min + span, max_step: step,
+                ..EnvelopeConfig::default() };
+            let mut st = ServiceState::default();
+            let mut cur = start.clamp(min, min + span);
+            let mut now = 0i64;
+            let mut last_up_rec: Option<i64> = None;
+            let mut last_up_act: Option<i64> = None;
+            for (v, dt) in steps {
+                now += dt;
+                if v == Verdict::ScaleUp { last_up_rec = Some(now); }
+                let o = apply(&cfg, &mut st, &prop(v, Some(cur), now));
+                let to = o.to.unwrap();
+                prop_assert!(to >= cfg.min_replicas && to <= cfg.max_replicas);
+                if to < cur {
+                    prop_assert!(last_up_rec.is_none_or(|u| now - u >= cfg.stabilization_secs as i64));
+                    prop_assert_eq!(cur - to, 1);
+                }
+                if to > cur {
+                    prop_assert!(last_up_act.is_none_or(|u| now - u >= cfg.cooldown_up_secs as i64));
+                    prop_assert!(to - cur <= cfg.max_step);
+                    last_up_act = Some(now);
+                }
+                cur = to;
+            }
+        }
+    }
+}
