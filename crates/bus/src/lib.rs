@@ -207,6 +207,17 @@ impl MemoryBus {
         self.lock().stats.clone()
     }
 
+    /// Number of consumer groups with at least one live member on `topic` (lets an embedded
+    /// pipeline wait until every consumer has subscribed before it starts publishing).
+    pub fn groups(&self, topic: &str) -> usize {
+        self.lock().topics.get(topic).map_or(0, |groups| {
+            groups
+                .values()
+                .filter(|members| members.iter().any(|m| !m.is_closed()))
+                .count()
+        })
+    }
+
     /// Close the bus: subscriptions end once drained, publishing fails with [`BusError::Closed`].
     pub fn close(&self) {
         let mut inner = self.lock();

@@ -567,6 +567,8 @@ pub struct VoteSummary {
     pub confidence: Option<f64>,
     /// Why it abstained.
     pub abstain_reason: Option<String>,
+    /// P(violation) at one replica fewer, or `null`.
+    pub probability_one_fewer: Option<f64>,
 }
 
 impl From<&Vote> for VoteSummary {
@@ -578,6 +580,7 @@ impl From<&Vote> for VoteSummary {
             probability: v.probability,
             confidence: v.confidence,
             abstain_reason: v.abstain_reason.clone(),
+            probability_one_fewer: v.probability_one_fewer,
         }
     }
 }

@@ -7,6 +7,8 @@ use serde::{Deserialize, Serialize};
 
 /// Default threshold of the weighted rule on Σw·p/Σw.
 pub const DEFAULT_WEIGHTED_THRESHOLD: f64 = 0.5;
+/// Default bar on P(violation at one replica fewer) for a scale-down.
+pub const DEFAULT_SCALE_DOWN_MAX_PROBABILITY: f64 = 0.2;
 
 /// One model's ballot as the rules see it.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -51,6 +53,10 @@ pub struct VotingConfig {
     pub weighted_threshold: f64,
     /// The weighted rule needs at least this many non-abstaining votes.
     pub min_quorum: usize,
+    /// A scale-down needs every model's P(violation) at one replica fewer at or below this
+    /// (and below the model's own threshold): removing capacity takes a stricter bar than
+    /// adding it.
+    pub scale_down_max_probability: f64,
 }
 
 /// A [`VotingConfig`] that does not make sense.
@@ -68,6 +74,9 @@ pub enum VotingConfigError {
     /// The threshold is outside [0, 1).
     #[error("weighted threshold must be in [0, 1), got {0}")]
     BadThreshold(f64),
+    /// The scale-down bar is outside [0, 1].
+    #[error("scale-down max probability must be in [0, 1], got {0}")]
+    BadScaleDownBar(f64),
     /// The quorum is 0 or larger than the number of expected models.
     #[error("min quorum must be between 1 and the {expected} expected models, got {quorum}")]
     BadQuorum {
@@ -89,6 +98,7 @@ impl VotingConfig {
             weights: BTreeMap::new(),
             weighted_threshold: DEFAULT_WEIGHTED_THRESHOLD,
             min_quorum,
+            scale_down_max_probability: DEFAULT_SCALE_DOWN_MAX_PROBABILITY,
         }
     }
 
@@ -112,6 +122,11 @@ impl VotingConfig {
         }
         if !(0.0..1.0).contains(&self.weighted_threshold) {
             out.push(VotingConfigError::BadThreshold(self.weighted_threshold));
+        }
+        if !(0.0..=1.0).contains(&self.scale_down_max_probability) {
+            out.push(VotingConfigError::BadScaleDownBar(
+                self.scale_down_max_probability,
+            ));
         }
         if self.min_quorum == 0 || self.min_quorum > self.expected.len() {
             out.push(VotingConfigError::BadQuorum {
@@ -238,8 +253,8 @@ pub fn tally(cfg: &VotingConfig, ballots: &[ModelBallot]) -> Tally {
 ///
 /// Conservative on purpose (removing capacity is the risky direction): true only when at least
 /// `min_quorum` expected models computed P(violation) at one replica fewer and **none** of those
-/// predicts a violation (each probability at or below its model's threshold), and no expected
-/// model votes up at the current count.
+/// predicts a violation (each probability at or below both its model's threshold and
+/// `scale_down_max_probability`), and no expected model votes up at the current count.
 pub fn safe_one_fewer(cfg: &VotingConfig, ballots: &[ModelBallot]) -> bool {
     let expected: Vec<&ModelBallot> = ballots
         .iter()
@@ -251,7 +266,10 @@ pub fn safe_one_fewer(cfg: &VotingConfig, ballots: &[ModelBallot]) -> bool {
     let what_if: Vec<bool> = expected
         .iter()
         .filter(|b| b.ballot == Ballot::NoAction)
-        .filter_map(|b| b.probability_one_fewer.map(|p| p <= b.threshold))
+        .filter_map(|b| {
+            b.probability_one_fewer
+                .map(|p| p <= b.threshold && p <= cfg.scale_down_max_probability)
+        })
         .collect();
     what_if.len() >= cfg.min_quorum && what_if.iter().all(|safe| *safe)
 }
@@ -403,6 +421,11 @@ mod tests {
             &[mk(x, Some(0.1)), mk(r, Some(0.2)), mk(l, None)]
         ));
         assert!(!safe_one_fewer(&cfg, &[mk(x, Some(0.1)), mk(r, None)]));
+        // Below each model's threshold (0.5) but above the stricter scale-down bar (0.2).
+        assert!(!safe_one_fewer(
+            &cfg,
+            &[mk(x, Some(0.1)), mk(r, Some(0.3)), mk(l, Some(0.1))]
+        ));
         assert!(!safe_one_fewer(
             &cfg,
             &[mk(x, Some(0.1)), mk(r, Some(0.2)), mk(l, Some(0.7))]

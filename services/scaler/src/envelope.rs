@@ -10,8 +10,10 @@
 //! 4. scale up by at most `max_step`, clamped to `max`; not within `cooldown_up_secs` of the last
 //!    scale-up (a scale-down never delays a scale-up: adding capacity is the safe direction);
 //! 5. scale down by one, never below `min`; not within `cooldown_up_secs` of the last scale-up nor
-//!    `cooldown_down_secs` of the last scale-down, and not while any "up" was recommended in the
-//!    last `stabilization_secs` (Kubernetes HPA's scale-down stabilization).
+//!    `cooldown_down_secs` of the last scale-down, and only to the *highest* replica count
+//!    recommended over the last `stabilization_secs` (Kubernetes HPA's scale-down stabilization:
+//!    every decision recommends a count — current + step for an "up", current for "no action",
+//!    current − 1 for a "down" — so one "up" or "no action" in the window holds the count).
 
 use std::collections::VecDeque;
 
@@ -84,8 +86,9 @@ pub struct ServiceState {
     pub last_scale_up: Option<DateTime<Utc>>,
     /// Metric time of the last scale-down.
     pub last_scale_down: Option<DateTime<Utc>>,
-    /// Metric times of recent "up" recommendations (within the stabilization window).
-    pub recent_up: VecDeque<DateTime<Utc>>,
+    /// Recent recommendations: (metric time, recommended replicas), within the stabilization
+    /// window.
+    pub recent: VecDeque<(DateTime<Utc>, u32)>,
 }
 
 /// What the ensemble proposes for one vector.
@@ -125,11 +128,16 @@ fn secs_since(now: DateTime<Utc>, then: Option<DateTime<Utc>>) -> Option<i64> {
 /// out (the caller calls [`record_failure`] if actuation then fails).
 pub fn apply(cfg: &EnvelopeConfig, state: &mut ServiceState, p: &Proposal) -> Outcome {
     let window = chrono::Duration::seconds(cfg.stabilization_secs as i64);
-    while state.recent_up.front().is_some_and(|t| *t + window <= p.at) {
-        state.recent_up.pop_front();
+    while state.recent.front().is_some_and(|(t, _)| *t + window <= p.at) {
+        state.recent.pop_front();
     }
-    if p.verdict == Verdict::ScaleUp {
-        state.recent_up.push_back(p.at);
+    if let Some(current) = p.current.filter(|_| !p.stale) {
+        let recommended = match p.verdict {
+            Verdict::ScaleUp => current.saturating_add(cfg.max_step),
+            Verdict::NoAction => current,
+            Verdict::ScaleDown => current.saturating_sub(1),
+        };
+        state.recent.push_back((p.at, recommended));
     }
     let mut adj = Vec::new();
     let Some(current) = p.current else {
@@ -201,10 +209,16 @@ pub fn apply(cfg: &EnvelopeConfig, state: &mut ServiceState, p: &Proposal) -> Ou
                     cfg.cooldown_down_secs as i64 - s
                 ));
                 current
-            } else if let Some(t) = state.recent_up.back() {
+            } else if let Some(highest) = state
+                .recent
+                .iter()
+                .map(|(_, r)| *r)
+                .max()
+                .filter(|r| *r >= current)
+            {
                 adj.push(format!(
-                    "stabilization: SCALE UP recommended {} s ago",
-                    (p.at - *t).num_seconds()
+                    "stabilization: {highest} replicas recommended within the last {} s",
+                    cfg.stabilization_secs
                 ));
                 current
             } else {
@@ -274,11 +288,15 @@ mod tests {
         let o = apply(&cfg, &mut st, &prop(Verdict::ScaleDown, Some(4), 330));
         assert!(o.adjustments[0].starts_with("cooldown"), "{o:?}");
         // ...an "up" recommended at 450 is itself held by the cooldown, but still counts for
-        // the stabilization window, which then blocks the down until 750.
+        // the stabilization window, which then blocks the down until 750 (the "down"s at 330
+        // and 700 recommend 3, below the current 4).
         let o = apply(&cfg, &mut st, &prop(Verdict::ScaleUp, Some(4), 450));
         assert_eq!(o.to, Some(4));
         let o = apply(&cfg, &mut st, &prop(Verdict::ScaleDown, Some(4), 700));
-        assert_eq!(o.adjustments, vec!["stabilization: SCALE UP recommended 250 s ago"]);
+        assert_eq!(
+            o.adjustments,
+            vec!["stabilization: 5 replicas recommended within the last 300 s"]
+        );
         assert_eq!(
             apply(&cfg, &mut st, &prop(Verdict::ScaleDown, Some(4), 750)).to,
             Some(3)
@@ -325,7 +343,8 @@ mod tests {
 
     proptest! {
         /// Whatever the votes, replicas that start inside the bounds stay inside; no scale-down
-        /// within the stabilization window after an "up"; no two scale-ups within the cooldown.
+        /// within the stabilization window after an "up" or a "no action"; no two scale-ups
+        /// within the cooldown.
         #[test]
         fn envelope_invariants(
             min in 1u32..4, span in 0u32..6, step in 1u32..4, start in 0u32..10,
@@ -336,16 +355,17 @@ mod tests {
             let mut st = ServiceState::default();
             let mut cur = start.clamp(min, min + span);
             let mut now = 0i64;
-            let mut last_up_rec: Option<i64> = None;
+            let mut last_hold_rec: Option<i64> = None;
             let mut last_up_act: Option<i64> = None;
             for (v, dt) in steps {
                 now += dt;
-                if v == Verdict::ScaleUp { last_up_rec = Some(now); }
+                if v != Verdict::ScaleDown { last_hold_rec = Some(now); }
                 let o = apply(&cfg, &mut st, &prop(v, Some(cur), now));
                 let to = o.to.unwrap();
                 prop_assert!(to >= cfg.min_replicas && to <= cfg.max_replicas);
                 if to < cur {
-                    prop_assert!(last_up_rec.is_none_or(|u| now - u >= cfg.stabilization_secs as i64));
+                    // Nothing but "down" recommended within the window.
+                    prop_assert!(last_hold_rec.is_none_or(|u| now - u >= cfg.stabilization_secs as i64));
                     prop_assert_eq!(cur - to, 1);
                 }
                 if to > cur {

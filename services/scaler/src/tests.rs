@@ -170,7 +170,7 @@ async fn scales_down_only_when_one_fewer_is_safe() {
     assert_eq!((d.decision, d.to_replicas), (Verdict::NoAction, Some(2)));
     // All find one fewer safe: scale down by one.
     h.send(&vote("ee", ModelKind::Xgboost, false, Some(0.1))).await;
-    h.send(&vote("ee", ModelKind::RandomForest, false, Some(0.3)))
+    h.send(&vote("ee", ModelKind::RandomForest, false, Some(0.15)))
         .await;
     h.send(&vote("ee", ModelKind::LogisticRegression, false, Some(0.2)))
         .await;

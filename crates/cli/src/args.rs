@@ -1,0 +1,287 @@
+//! Command-line arguments. Every option is also read from an environment variable: the Sock Shop
+//! seed's name where it has one (`POLL_INTERVAL_SEC`, `VOTING_STRATEGY`, …), `AUTOSCALER_…`
+//! otherwise.
+
+use std::path::PathBuf;
+
+use autoscaler_contract::{ModelKind, Strategy};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// An ML autoscaler for Docker Swarm: three models vote on every service's metrics, an
+/// authoritative scaler acts on the tally inside a safety envelope.
+#[derive(Debug, Parser)]
+#[command(name = "autoscaler", version, about, long_about = None)]
+pub struct Cli {
+    /// Log filter (tracing's EnvFilter syntax), e.g. `info`, `autoscaler=debug`.
+    #[arg(long, env = "RUST_LOG", default_value = "warn", global = true)]
+    pub log: String,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Poll metrics (Prometheus, or a trace replay) and publish one feature vector per service
+    /// and poll.
+    Aggregator(AggregatorArgs),
+    /// Run one model: one vote per feature vector.
+    Inference(InferenceArgs),
+    /// The authoritative scaler: gather votes, tally, apply the safety envelope, actuate.
+    Scaler(ScalerArgs),
+    /// Every service in one process, on the in-process bus.
+    Run(RunArgs),
+    /// The embedded pipeline on a replay of a real trace (NASA-HTTP, July 1995), with decision
+    /// blocks and a summary.
+    Demo(DemoArgs),
+}
+
+/// Which bus carries the topics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BusKind {
+    /// In-process bounded channels (only connects services within one process).
+    Memory,
+    /// Apache Kafka (or a Kafka-protocol broker).
+    Kafka,
+}
+
+/// Bus options.
+#[derive(Debug, Clone, Args)]
+pub struct BusArgs {
+    /// The bus.
+    #[arg(long, env = "BUS", value_enum, default_value = "memory")]
+    pub bus: BusKind,
+    /// Kafka bootstrap servers.
+    #[arg(long, env = "KAFKA_BOOTSTRAP_SERVERS", default_value = "127.0.0.1:9092")]
+    pub kafka_bootstrap_servers: String,
+    /// Capacity of each in-process queue (messages).
+    #[arg(long, env = "AUTOSCALER_BUS_CAPACITY", default_value_t = 1024)]
+    pub bus_capacity: usize,
+    /// What the in-process bus does when a queue is full: `block` (back-pressure, nothing lost)
+    /// or `drop-newest` (counted).
+    #[arg(long, env = "AUTOSCALER_BUS_OVERFLOW", default_value = "block")]
+    pub bus_overflow: autoscaler_bus::Overflow,
+}
+
+/// Where metrics come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SourceKind {
+    /// PromQL against Prometheus.
+    Prometheus,
+    /// Replay a request trace through a simulated service.
+    Replay,
+}
+
+/// Production publishes vectors; development writes the metrics CSV.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ModeArg {
+    /// Publish feature vectors on the bus.
+    Production,
+    /// Write `output/sockshop_metrics.csv` for retraining.
+    Development,
+}
+
+/// Aggregator options.
+#[derive(Debug, Clone, Args)]
+pub struct AggregatorOpts {
+    /// Metrics source.
+    #[arg(long, env = "AUTOSCALER_SOURCE", value_enum, default_value = "replay")]
+    pub source: SourceKind,
+    /// Production (publish) or development (CSV).
+    #[arg(long, env = "MODE", value_enum, default_value = "production")]
+    pub mode: ModeArg,
+    /// Seconds between polls.
+    #[arg(long = "poll-interval-sec", env = "POLL_INTERVAL_SEC", default_value_t = 30)]
+    pub poll_interval_sec: u64,
+    /// Prometheus base URL.
+    #[arg(long, env = "PROMETHEUS_URL", default_value = "http://127.0.0.1:9090")]
+    pub prometheus_url: String,
+    /// Managed services, comma-separated. In a replay the first takes the trace at full scale,
+    /// the i-th at 1/(1 + i/2) of it.
+    #[arg(long, env = "SERVICES", value_delimiter = ',', default_value = "front-end,orders")]
+    pub services: Vec<String>,
+    /// Request trace (CSV `timestamp_s,requests`); default: the NASA-HTTP sample shipped in
+    /// the project (1995-07-12 to 07-14).
+    #[arg(long, env = "AUTOSCALER_TRACE")]
+    pub trace: Option<PathBuf>,
+    /// Replay speed: simulated seconds per wall second. 0 = lock-step, as fast as the decisions
+    /// come back (deterministic).
+    #[arg(long, env = "AUTOSCALER_SPEED", default_value_t = 0.0)]
+    pub speed: f64,
+    /// Hours of trace to replay.
+    #[arg(long, env = "AUTOSCALER_DURATION_HOURS", default_value_t = 48.0)]
+    pub duration_hours: f64,
+    /// Requests per trace request (the NASA trace peaks at 6.75 req/s).
+    #[arg(long, env = "AUTOSCALER_TRACE_SCALE", default_value_t = 10.0)]
+    pub trace_scale: f64,
+    /// Replicas each simulated service starts with.
+    #[arg(long, env = "AUTOSCALER_INITIAL_REPLICAS", default_value_t = 2)]
+    pub initial_replicas: u32,
+    /// Seed of the simulation.
+    #[arg(long, env = "AUTOSCALER_SEED", default_value_t = 42)]
+    pub seed: u64,
+    /// The SLA on p95 latency, ms (reported violations; training labels).
+    #[arg(long = "sla-p95-ms", env = "AUTOSCALER_SLA_P95_MS", default_value_t = 250.0)]
+    pub sla_p95_ms: f64,
+    /// Metrics CSV (development mode).
+    #[arg(long, env = "METRICS_CSV", default_value = "output/sockshop_metrics.csv")]
+    pub csv_path: PathBuf,
+}
+
+/// `autoscaler aggregator`.
+#[derive(Debug, Clone, Args)]
+pub struct AggregatorArgs {
+    #[command(flatten)]
+    pub opts: AggregatorOpts,
+    #[command(flatten)]
+    pub bus: BusArgs,
+}
+
+/// Model options.
+#[derive(Debug, Clone, Args)]
+pub struct ModelsOpts {
+    /// Directory of model artefacts (`<dir>/<model>/model.json` + `metadata.json`). Missing
+    /// artefacts are trained from simulated data on first use.
+    #[arg(long, env = "MODELS_DIR", default_value = "models")]
+    pub models_dir: PathBuf,
+}
+
+/// `autoscaler inference`.
+#[derive(Debug, Clone, Args)]
+pub struct InferenceArgs {
+    /// The model this process runs.
+    #[arg(long, env = "MODEL", value_parser = parse_model)]
+    pub model: ModelKind,
+    #[command(flatten)]
+    pub models: ModelsOpts,
+    /// Dead-letter vectors older than this (seconds); 0 disables the check.
+    #[arg(long = "max-skew-sec", env = "MAX_SKEW_SEC", default_value_t = 60)]
+    pub max_skew_sec: u64,
+    #[command(flatten)]
+    pub bus: BusArgs,
+}
+
+/// Which actuator the scaler drives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ActuatorKind {
+    /// An in-memory cluster (replays and the demo).
+    Simulated,
+    /// Log what would be done; change nothing.
+    DryRun,
+    /// Docker Swarm services.
+    Swarm,
+}
+
+/// Scaler options.
+#[derive(Debug, Clone, Args)]
+pub struct ScalerOpts {
+    /// Voting strategy.
+    #[arg(long = "strategy", env = "VOTING_STRATEGY", default_value = "majority", value_parser = parse_strategy)]
+    pub strategy: Strategy,
+    /// Decide at the latest this many seconds after a vector's first vote.
+    #[arg(long = "decision-window-sec", env = "DECISION_WINDOW_SEC", default_value_t = 5.0)]
+    pub decision_window_sec: f64,
+    /// Per-model weights for the weighted strategy, e.g. `xgboost=2,random_forest=1`.
+    #[arg(long, env = "MODEL_WEIGHTS", value_delimiter = ',', value_parser = parse_weight)]
+    pub weights: Vec<(ModelKind, f64)>,
+    /// The weighted strategy scales up when Σw·p/Σw is above this.
+    #[arg(long, env = "WEIGHTED_THRESHOLD", default_value_t = 0.5)]
+    pub weighted_threshold: f64,
+    /// Scale down only when every model's P(violation) at one replica fewer is at most this.
+    #[arg(long, env = "SCALE_DOWN_MAX_PROBABILITY", default_value_t = 0.2)]
+    pub scale_down_max_probability: f64,
+    /// The weighted strategy needs at least this many votes.
+    #[arg(long, env = "MIN_QUORUM", default_value_t = 2)]
+    pub min_quorum: usize,
+    /// Fewest replicas.
+    #[arg(long, env = "MIN_REPLICAS", default_value_t = 1)]
+    pub min_replicas: u32,
+    /// Most replicas.
+    #[arg(long, env = "MAX_REPLICAS", default_value_t = 10)]
+    pub max_replicas: u32,
+    /// No scaling up within this many seconds of the last scale-up.
+    #[arg(long = "cooldown-up-sec", env = "COOLDOWN_UP_SEC", default_value_t = 300)]
+    pub cooldown_up_sec: u64,
+    /// No scaling down within this many seconds of the last scale-down.
+    #[arg(long = "cooldown-down-sec", env = "COOLDOWN_DOWN_SEC", default_value_t = 240)]
+    pub cooldown_down_sec: u64,
+    /// No scaling down while an "up" was recommended within this many seconds.
+    #[arg(long = "stabilization-sec", env = "STABILIZATION_SEC", default_value_t = 300)]
+    pub stabilization_sec: u64,
+    /// Most replicas added per decision.
+    #[arg(long, env = "MAX_STEP", default_value_t = 1)]
+    pub max_step: u32,
+    /// Decide and publish, change nothing ("would scale").
+    #[arg(long, env = "DRY_RUN")]
+    pub dry_run: bool,
+}
+
+/// `autoscaler scaler`.
+#[derive(Debug, Clone, Args)]
+pub struct ScalerArgs {
+    /// The actuator.
+    #[arg(long, env = "ACTUATOR", value_enum, default_value = "simulated")]
+    pub actuator: ActuatorKind,
+    /// Replicas a simulated service starts with (must match the replay's).
+    #[arg(long, env = "AUTOSCALER_INITIAL_REPLICAS", default_value_t = 2)]
+    pub initial_replicas: u32,
+    #[command(flatten)]
+    pub opts: ScalerOpts,
+    #[command(flatten)]
+    pub bus: BusArgs,
+}
+
+/// `autoscaler run`.
+#[derive(Debug, Clone, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub aggregator: AggregatorOpts,
+    #[command(flatten)]
+    pub models: ModelsOpts,
+    #[command(flatten)]
+    pub scaler: ScalerOpts,
+    /// Print a decision block for every decision that changes something.
+    #[arg(long, env = "AUTOSCALER_PRINT_DECISIONS")]
+    pub print_decisions: bool,
+    /// Write every decision as one JSON line to this file.
+    #[arg(long, env = "AUTOSCALER_DECISIONS_JSONL")]
+    pub decisions_jsonl: Option<PathBuf>,
+}
+
+/// `autoscaler demo`.
+#[derive(Debug, Clone, Args)]
+pub struct DemoArgs {
+    /// Voting strategy.
+    #[arg(long, env = "VOTING_STRATEGY", default_value = "majority", value_parser = parse_strategy)]
+    pub strategy: Strategy,
+    /// Seed of the simulation.
+    #[arg(long, env = "AUTOSCALER_SEED", default_value_t = 42)]
+    pub seed: u64,
+    /// Hours of the NASA trace to replay (at most 72).
+    #[arg(long, default_value_t = 48.0)]
+    pub hours: f64,
+    #[command(flatten)]
+    pub models: ModelsOpts,
+    /// Print only the summary, no decision blocks.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+fn parse_model(s: &str) -> Result<ModelKind, String> {
+    s.parse()
+}
+
+fn parse_strategy(s: &str) -> Result<Strategy, String> {
+    s.parse()
+}
+
+fn parse_weight(s: &str) -> Result<(ModelKind, f64), String> {
+    let (m, w) = s
+        .split_once('=')
+        .ok_or_else(|| format!("`{s}` is not MODEL=WEIGHT"))?;
+    let w: f64 = w
+        .parse()
+        .map_err(|_| format!("weight `{w}` of {m} is not a number"))?;
+    Ok((m.parse()?, w))
+}

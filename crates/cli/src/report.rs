@@ -1,0 +1,210 @@
+//! What people read: decision blocks in the Sock Shop seed's format, and the run summary.
+
+use std::fmt::Write as _;
+
+use autoscaler_aggregator::AggregatorReport;
+use autoscaler_contract::{Decision, ModelKind, Verdict};
+use autoscaler_scaler::ScalerReport;
+
+const WIDE: &str =
+    "================================================================================";
+const NARROW: &str = "------------------------------------------------------------";
+
+/// Whether a decision changes (or, in dry-run, would change) the replica count.
+pub fn changes_something(d: &Decision) -> bool {
+    matches!((d.from_replicas, d.to_replicas), (Some(a), Some(b)) if a != b)
+}
+
+/// One decision in the seed's block format, with replicas from → to, the reason and every
+/// envelope adjustment added.
+pub fn decision_block(n: u64, d: &Decision) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "{WIDE}");
+    let _ = writeln!(
+        s,
+        "SCALING DECISION #{n} @ {}",
+        d.metric_time.format("%Y-%m-%d %H:%M:%S UTC")
+    );
+    let _ = writeln!(s, "{WIDE}");
+    let _ = writeln!(s, "Service: {}", d.service);
+    let _ = writeln!(s, "{NARROW}");
+    for m in ModelKind::ALL {
+        match d.votes.iter().find(|v| v.model == m) {
+            Some(v) => match (v.prediction, v.confidence) {
+                (Some(p), Some(c)) => {
+                    let what = if p == 1 { "SCALE UP " } else { "NO ACTION" };
+                    let _ = writeln!(
+                        s,
+                        "  {:<20} -> {what}  (confidence: {:.2}%)",
+                        m.as_str(),
+                        c * 100.0
+                    );
+                }
+                _ => {
+                    let _ = writeln!(
+                        s,
+                        "  {:<20} -> ABSTAIN    ({})",
+                        m.as_str(),
+                        v.abstain_reason.as_deref().unwrap_or("no reason")
+                    );
+                }
+            },
+            None if d.missing_models.contains(&m) => {
+                let _ = writeln!(s, "  {:<20} -> NO VOTE    (not received in the window)", m.as_str());
+            }
+            None => {}
+        }
+    }
+    let _ = writeln!(s, "{NARROW}");
+    let _ = writeln!(s, "  DECISION: {}", d.decision);
+    let mut count = format!(
+        "{} SCALE UP, {} NO ACTION",
+        d.scale_up_votes, d.no_action_votes
+    );
+    if d.abstentions > 0 {
+        let _ = write!(count, ", {} ABSTAIN", d.abstentions);
+    }
+    let _ = writeln!(s, "  Vote Count: {count} ({} total)", d.total_votes);
+    let _ = writeln!(s, "  Average Confidence: {:.2}%", d.confidence * 100.0);
+    let replicas = |r: Option<u32>| r.map_or("unknown".to_string(), |r| r.to_string());
+    let _ = writeln!(
+        s,
+        "  Replicas: {} -> {}{}",
+        replicas(d.from_replicas),
+        replicas(d.to_replicas),
+        if d.dry_run { " (dry-run: would scale)" } else { "" }
+    );
+    let _ = writeln!(s, "  Reason: {}", d.reason);
+    for a in &d.adjustments {
+        let _ = writeln!(s, "  Envelope: {a}");
+    }
+    let _ = write!(s, "{WIDE}");
+    s
+}
+
+/// Orders decisions for printing: a poll's decisions can arrive in any order across services,
+/// so they are held until a later poll's decision arrives, then released sorted by service.
+/// The printed output is then the same on every run with the same seed.
+#[derive(Default)]
+pub struct Orderer {
+    pending: Vec<Decision>,
+}
+
+impl Orderer {
+    /// Add a decision; returns those now ready, in order.
+    pub fn push(&mut self, d: Decision) -> Vec<Decision> {
+        let ready = match self.pending.first() {
+            Some(p) if d.metric_time > p.metric_time => self.flush(),
+            _ => Vec::new(),
+        };
+        self.pending.push(d);
+        ready
+    }
+
+    /// Release everything held.
+    pub fn flush(&mut self) -> Vec<Decision> {
+        let mut out = std::mem::take(&mut self.pending);
+        out.sort_by(|a, b| (a.metric_time, &a.service).cmp(&(b.metric_time, &b.service)));
+        out
+    }
+}
+
+/// The end-of-run summary.
+pub fn summary(
+    agg: &AggregatorReport,
+    scaler: &ScalerReport,
+    poll_interval_secs: u64,
+    verdicts: &VerdictCounts,
+) -> String {
+    let mut s = String::new();
+    let hours = agg.simulated_secs / 3600.0;
+    let minutes_per_poll = poll_interval_secs as f64 / 60.0;
+    let _ = writeln!(s, "{WIDE}");
+    let _ = writeln!(s, "SUMMARY");
+    let _ = writeln!(s, "{WIDE}");
+    let _ = writeln!(
+        s,
+        "Simulated time:        {:.1} h ({} polls of {} s)",
+        hours, agg.ticks, poll_interval_secs
+    );
+    let _ = writeln!(s, "Feature vectors:       {}", agg.vectors);
+    let _ = writeln!(
+        s,
+        "Decisions:             {} ({} SCALE UP, {} NO ACTION, {} SCALE DOWN verdicts)",
+        scaler.decisions, verdicts.up, verdicts.no_action, verdicts.down
+    );
+    let _ = writeln!(s, "Scale-ups:             {}", scaler.scale_ups);
+    let _ = writeln!(s, "Scale-downs:           {}", scaler.scale_downs);
+    let _ = writeln!(
+        s,
+        "Held or clamped:       {} (safety envelope)",
+        scaler.adjusted
+    );
+    let total_violation: f64 = agg
+        .services
+        .values()
+        .map(|t| t.violation_polls as f64 * minutes_per_poll)
+        .sum();
+    let total_replica_hours: f64 = agg
+        .services
+        .values()
+        .map(|t| t.replica_seconds / 3600.0)
+        .sum();
+    let _ = writeln!(s, "SLA-violation minutes: {total_violation:.1}");
+    let _ = writeln!(s, "Replica-hours:         {total_replica_hours:.1}");
+    let _ = writeln!(s, "{NARROW}");
+    let _ = writeln!(
+        s,
+        "  {:<12} {:>8} {:>14} {:>14} {:>13}",
+        "service", "changes", "max replicas", "SLA viol. min", "replica-hours"
+    );
+    for (name, t) in &agg.services {
+        let _ = writeln!(
+            s,
+            "  {:<12} {:>8} {:>14} {:>14.1} {:>13.1}",
+            name,
+            t.changes,
+            t.max_replicas,
+            t.violation_polls as f64 * minutes_per_poll,
+            t.replica_seconds / 3600.0
+        );
+    }
+    let b = &scaler.ballot;
+    let _ = writeln!(
+        s,
+        "Votes: {} accepted, {} duplicate, {} late, {} unknown model; {} vectors decided in the window, {} at its end; {} dead letters",
+        b.accepted, b.duplicate, b.late, b.unknown_model, b.decided_complete, b.decided_timeout,
+        scaler.dead_letters
+    );
+    if agg.decision_timeouts > 0 {
+        let _ = writeln!(
+            s,
+            "Replay waits that ended without a decision: {}",
+            agg.decision_timeouts
+        );
+    }
+    let _ = write!(s, "{WIDE}");
+    s
+}
+
+/// How many decisions had each verdict.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct VerdictCounts {
+    /// SCALE UP verdicts.
+    pub up: u64,
+    /// NO ACTION verdicts.
+    pub no_action: u64,
+    /// SCALE DOWN verdicts.
+    pub down: u64,
+}
+
+impl VerdictCounts {
+    /// Count one decision.
+    pub fn add(&mut self, d: &Decision) {
+        match d.decision {
+            Verdict::ScaleUp => self.up += 1,
+            Verdict::NoAction => self.no_action += 1,
+            Verdict::ScaleDown => self.down += 1,
+        }
+    }
+}

@@ -1,0 +1,211 @@
+//! Logistic regression (linfa-logistic, L-BFGS, L2 penalty `alpha`) on standardised inputs.
+//!
+//! Inputs are standardised with the per-feature mean and standard deviation of the training data
+//! (population std; a constant feature gets std 1). linfa-logistic has no class weights, so with
+//! class weighting the minority class's rows are duplicated `round(majority / minority)` times
+//! (capped at [`MAX_DUPLICATION`]) before fitting.
+//!
+//! `model.json` holds what prediction needs — means, stds, the coefficients on the standardised
+//! inputs and the intercept — oriented so that `sigmoid(intercept + Σ coefᵢ·zᵢ)` = P(violation).
+
+use std::path::Path;
+
+use linfa::traits::Fit;
+use ndarray::{Array1, Array2};
+use serde::{Deserialize, Serialize};
+
+use crate::{hyper, Dataset, FileFeatures, ModelError, Preprocessing, TrainParams};
+
+/// Largest duplication factor applied to the minority class.
+pub const MAX_DUPLICATION: usize = 100;
+const MODEL_FORMAT: &str = "autoscaler-logistic-regression";
+const MODEL_FORMAT_VERSION: u32 = 1;
+
+/// The fitted model, in the form saved to `model.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Logistic {
+    means: Vec<f64>,
+    stds: Vec<f64>,
+    coefficients: Vec<f64>,
+    intercept: f64,
+}
+
+#[derive(Serialize)]
+struct FileOut<'a> {
+    format: &'a str,
+    format_version: u32,
+    feature_names: &'a [String],
+    #[serde(flatten)]
+    model: &'a Logistic,
+}
+
+#[derive(Deserialize)]
+struct FileIn {
+    format: String,
+    format_version: u32,
+    feature_names: Vec<String>,
+    #[serde(flatten)]
+    model: Logistic,
+}
+
+fn sigmoid(z: f64) -> f64 {
+    1.0 / (1.0 + (-z).exp())
+}
+
+impl Logistic {
+    pub(crate) fn train(
+        data: &Dataset,
+        params: &TrainParams,
+    ) -> Result<(Self, serde_json::Value), ModelError> {
+        let d = data.feature_names.len();
+        let n = data.rows.len() as f64;
+        let mut means = vec![0.0; d];
+        for row in &data.rows {
+            for (m, v) in means.iter_mut().zip(row) {
+                *m += v / n;
+            }
+        }
+        let mut stds = vec![0.0; d];
+        for row in &data.rows {
+            for ((s, v), m) in stds.iter_mut().zip(row).zip(&means) {
+                *s += (v - m).powi(2) / n;
+            }
+        }
+        for s in &mut stds {
+            *s = s.sqrt();
+            if !(s.is_finite() && *s > 1e-12) {
+                *s = 1.0;
+            }
+        }
+
+        let positives = data.positive_rows();
+        let negatives = data.rows.len() - positives;
+        let (minority, dup) = if !params.class_weighting {
+            (true, 1)
+        } else if positives <= negatives {
+            (
+                true,
+                ((negatives as f64 / positives as f64).round() as usize).clamp(1, MAX_DUPLICATION),
+            )
+        } else {
+            (
+                false,
+                ((positives as f64 / negatives as f64).round() as usize).clamp(1, MAX_DUPLICATION),
+            )
+        };
+        let mut flat = Vec::new();
+        let mut targets = Vec::new();
+        for (row, label) in data.rows.iter().zip(&data.labels) {
+            let times = if *label == minority { dup } else { 1 };
+            for _ in 0..times {
+                flat.extend(
+                    row.iter()
+                        .zip(&means)
+                        .zip(&stds)
+                        .map(|((v, m), s)| (v - m) / s),
+                );
+                targets.push(*label);
+            }
+        }
+        let rows = targets.len();
+        let x = Array2::from_shape_vec((rows, d), flat)
+            .map_err(|e| ModelError::InvalidData(format!("shaping the inputs: {e}")))?;
+        let y = Array1::from_vec(targets);
+        let dataset = linfa::Dataset::new(x, y);
+        let fitted = linfa_logistic::LogisticRegression::default()
+            .alpha(params.lr_alpha)
+            .max_iterations(params.lr_max_iterations)
+            .fit(&dataset)
+            .map_err(|source| ModelError::Logistic {
+                context: "fitting".into(),
+                source,
+            })?;
+        // linfa calls the more frequent class "pos"; orient the model so it gives P(true).
+        let sign = if fitted.labels().pos.class { 1.0 } else { -1.0 };
+        let model = Logistic {
+            coefficients: fitted.params().iter().map(|c| sign * c).collect(),
+            intercept: sign * fitted.intercept(),
+            means,
+            stds,
+        };
+        let hp = hyper(&[
+            ("alpha", params.lr_alpha.into()),
+            ("max_iterations", params.lr_max_iterations.into()),
+            ("solver", "lbfgs".into()),
+            ("class_weighting", params.class_weighting.into()),
+            ("minority_duplication", dup.into()),
+        ]);
+        Ok((model, hp))
+    }
+
+    pub(crate) fn preprocessing(&self) -> Preprocessing {
+        Preprocessing::Standardise {
+            means: self.means.clone(),
+            stds: self.stds.clone(),
+        }
+    }
+
+    pub(crate) fn to_bytes(&self, feature_names: &[String]) -> Result<Vec<u8>, ModelError> {
+        let file = FileOut {
+            format: MODEL_FORMAT,
+            format_version: MODEL_FORMAT_VERSION,
+            feature_names,
+            model: self,
+        };
+        serde_json::to_vec_pretty(&file).map_err(|source| ModelError::Json {
+            path: "logistic_regression/model.json".into(),
+            source,
+        })
+    }
+
+    pub(crate) fn from_bytes(
+        bytes: &[u8],
+        path: &Path,
+    ) -> Result<(Self, FileFeatures), ModelError> {
+        let file: FileIn = serde_json::from_slice(bytes).map_err(|source| ModelError::Json {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let bad = |reason: String| ModelError::BadArtefact {
+            path: path.to_path_buf(),
+            reason,
+        };
+        if file.format != MODEL_FORMAT || file.format_version != MODEL_FORMAT_VERSION {
+            return Err(bad(format!(
+                "format `{}` v{}, expected `{MODEL_FORMAT}` v{MODEL_FORMAT_VERSION}",
+                file.format, file.format_version
+            )));
+        }
+        let d = file.feature_names.len();
+        let m = &file.model;
+        if m.means.len() != d || m.stds.len() != d || m.coefficients.len() != d {
+            return Err(bad(format!(
+                "{d} features but {} means, {} stds, {} coefficients",
+                m.means.len(),
+                m.stds.len(),
+                m.coefficients.len()
+            )));
+        }
+        let all = m.means.iter().chain(&m.stds).chain(&m.coefficients);
+        if !m.intercept.is_finite() || all.clone().any(|v| !v.is_finite()) {
+            return Err(bad("non-finite parameter".into()));
+        }
+        if m.stds.iter().any(|s| *s <= 0.0) {
+            return Err(bad("a standard deviation is not positive".into()));
+        }
+        Ok((file.model, FileFeatures::Names(file.feature_names)))
+    }
+
+    /// P(violation) of one (already checked) row.
+    pub(crate) fn predict_one(&self, row: &[f64]) -> f64 {
+        let z = row
+            .iter()
+            .zip(&self.means)
+            .zip(&self.stds)
+            .zip(&self.coefficients)
+            .map(|(((v, m), s), c)| c * (v - m) / s)
+            .sum::<f64>()
+            + self.intercept;
+        sigmoid(z)
+    }
+}

@@ -1,0 +1,138 @@
+//! Development mode: feature vectors appended to the Sock Shop metrics CSV.
+//!
+//! The header is the Sock Shop collector's 13 columns plus `replicas`. A missing value is an
+//! empty field, never 0; `sla_violated` is left empty for `autoscaler train` to derive from the
+//! *future* rows. Each row is written with one `write` and flushed, so a crash never leaves a
+//! torn row behind the last complete one.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use autoscaler_contract::FeatureVector;
+
+/// The CSV header.
+pub const HEADER: [&str; 14] = [
+    "timestamp",
+    "service",
+    "request_rate_rps",
+    "error_rate_pct",
+    "p50_latency_ms",
+    "p95_latency_ms",
+    "p99_latency_ms",
+    "cpu_usage_pct",
+    "memory_usage_mb",
+    "delta_rps",
+    "delta_p95_latency_ms",
+    "delta_cpu_usage_pct",
+    "sla_violated",
+    "replicas",
+];
+
+/// Errors writing the CSV.
+#[derive(Debug, thiserror::Error)]
+pub enum CsvSinkError {
+    /// The file could not be opened, written or flushed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file exists with another header.
+    #[error("{path}: existing header `{found}` is not the metrics header")]
+    Header {
+        /// The file.
+        path: PathBuf,
+        /// The first line found.
+        found: String,
+    },
+}
+
+/// Appends vectors to the metrics CSV.
+pub struct CsvSink {
+    path: PathBuf,
+    file: File,
+}
+
+impl CsvSink {
+    /// Open (or create, with the header) the CSV at `path`. An existing file must start with
+    /// the same header.
+    pub fn open(path: &Path) -> Result<Self, CsvSinkError> {
+        let io = |source| CsvSinkError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(io)?;
+        }
+        let existing = std::fs::read_to_string(path).unwrap_or_default();
+        let mut file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(io)?;
+        let header = HEADER.join(",");
+        match existing.lines().next() {
+            None => {
+                file.write_all(format!("{header}\n").as_bytes())
+                    .map_err(io)?;
+            }
+            Some(first) if first == header => {
+                // A crash mid-row (impossible with one write per row, but a disk-full could
+                // truncate) would leave a line without its newline; end it so the next row
+                // starts clean and the bad one is reported by `train`, not merged.
+                if !existing.ends_with('\n') {
+                    file.write_all(b"\n").map_err(io)?;
+                }
+            }
+            Some(first) => {
+                return Err(CsvSinkError::Header {
+                    path: path.to_path_buf(),
+                    found: first.to_string(),
+                })
+            }
+        }
+        Ok(CsvSink {
+            path: path.to_path_buf(),
+            file,
+        })
+    }
+
+    /// Append one vector as one row, flushed.
+    pub fn append(&mut self, v: &FeatureVector) -> Result<(), CsvSinkError> {
+        let mut w = csv::WriterBuilder::new()
+            .has_headers(false)
+            .from_writer(Vec::with_capacity(256));
+        let num = |x: Option<f64>| x.map(|x| format!("{x}")).unwrap_or_default();
+        let mut row = vec![v.metric_time.to_rfc3339(), v.service.clone()];
+        row.extend(v.features.named().iter().map(|(_, x)| num(*x)));
+        row.push(String::new()); // sla_violated: derived by `train` from future rows
+        row.push(v.replicas.map(|r| r.to_string()).unwrap_or_default());
+        w.write_record(&row).map_err(|e| CsvSinkError::Io {
+            path: self.path.clone(),
+            source: e.into(),
+        })?;
+        let bytes = w.into_inner().map_err(|e| CsvSinkError::Io {
+            path: self.path.clone(),
+            source: e.into_error(),
+        })?;
+        self.file
+            .write_all(&bytes)
+            .and_then(|_| self.file.flush())
+            .map_err(|source| CsvSinkError::Io {
+                path: self.path.clone(),
+                source,
+            })
+    }
+
+    /// Flush to the OS.
+    pub fn flush(&mut self) -> Result<(), CsvSinkError> {
+        self.file.flush().map_err(|source| CsvSinkError::Io {
+            path: self.path.clone(),
+            source,
+        })
+    }
+}

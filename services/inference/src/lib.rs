@@ -1,0 +1,326 @@
+//! # An inference service
+//!
+//! One model per process (or per task, in the embedded mode). [`run`] consumes `metrics` in its
+//! own consumer group (`inference-<model>`), and for every feature vector publishes exactly one
+//! [`Vote`] on `model-votes`: P(SLA violation within the model's horizon), the prediction against
+//! the model's threshold, and P(violation) at one replica fewer so the scaler can tell whether a
+//! scale-down is safe.
+//!
+//! A stale vector, or one missing a feature the model needs, gets an explicit **abstention** with
+//! the reason — never a guess, never a missing value read as 0. A message that does not decode or
+//! breaks the contract goes to `metrics.dlq` with the reason, and the service goes on.
+#![deny(missing_docs)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use autoscaler_bus::{dead_letter, Bus, BusError, Outgoing};
+use autoscaler_contract::{
+    decode, encode, FeatureVector, ModelKind, Vote, METRICS_TOPIC, SCHEMA_VERSION, VOTES_TOPIC,
+};
+use autoscaler_models::{input_row, input_row_one_fewer, Model};
+use tokio_util::sync::CancellationToken;
+
+/// Default allowed age of a vector (now − metric time), seconds; as in the Sock Shop seed.
+pub const DEFAULT_MAX_SKEW_SECS: u64 = 60;
+
+/// Configuration of one inference service.
+#[derive(Debug, Clone)]
+pub struct InferenceConfig {
+    /// Which model this service runs.
+    pub model: ModelKind,
+    /// Topic of feature vectors.
+    pub metrics_topic: String,
+    /// Topic of votes.
+    pub votes_topic: String,
+    /// Consumer group (`inference-<model>` by default).
+    pub group: String,
+    /// Dead-letter vectors older than this at arrival; `None` disables the check (replays,
+    /// whose metric time is simulated).
+    pub max_skew_secs: Option<u64>,
+}
+
+impl InferenceConfig {
+    /// Defaults for `model`.
+    pub fn new(model: ModelKind) -> Self {
+        InferenceConfig {
+            model,
+            metrics_topic: METRICS_TOPIC.into(),
+            votes_topic: VOTES_TOPIC.into(),
+            group: format!("inference-{model}"),
+            max_skew_secs: Some(DEFAULT_MAX_SKEW_SECS),
+        }
+    }
+}
+
+/// What the service needs from outside.
+pub struct InferenceDeps {
+    /// The bus.
+    pub bus: Arc<dyn Bus>,
+    /// The loaded model.
+    pub model: Arc<dyn Model>,
+}
+
+/// Errors that stop the service.
+#[derive(Debug, thiserror::Error)]
+pub enum InferenceError {
+    /// The model given is not the one configured.
+    #[error("configured for {configured} but the loaded model is {loaded}")]
+    WrongModel {
+        /// Configured.
+        configured: ModelKind,
+        /// Loaded.
+        loaded: ModelKind,
+    },
+    /// The bus failed.
+    #[error("bus: {0}")]
+    Bus(#[from] BusError),
+}
+
+/// What the service did, returned when it stops.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct InferenceReport {
+    /// Votes published (abstentions included).
+    pub votes: u64,
+    /// Of which abstentions.
+    pub abstentions: u64,
+    /// Vectors dead-lettered.
+    pub dead_letters: u64,
+}
+
+/// The vote of `model` on `vector`. Pure: no I/O.
+pub fn vote_for(model: &dyn Model, vector: &FeatureVector) -> Vote {
+    let names = model.feature_names();
+    let threshold = model.threshold();
+    let mut vote = Vote {
+        schema_version: SCHEMA_VERSION,
+        vector_id: vector.vector_id.clone(),
+        timestamp: vector.timestamp,
+        metric_time: vector.metric_time,
+        service: vector.service.clone(),
+        model: model.kind(),
+        model_version: model.version().to_string(),
+        prediction: None,
+        probability: None,
+        confidence: None,
+        threshold,
+        abstain_reason: None,
+        replicas: vector.replicas,
+        probability_one_fewer: None,
+    };
+    if vector.stale {
+        vote.abstain_reason = Some(format!(
+            "stale input: {}",
+            vector.stale_reason.as_deref().unwrap_or("no reason given")
+        ));
+        return vote;
+    }
+    let p = input_row(&vector.features, vector.replicas, names)
+        .and_then(|row| model.predict_proba(&row));
+    match p {
+        Err(e) => vote.abstain_reason = Some(e.to_string()),
+        Ok(p) => {
+            let up = p > threshold;
+            vote.prediction = Some(up as u8);
+            vote.probability = Some(p);
+            vote.confidence = Some(if up { p } else { 1.0 - p });
+            // Not computable at one replica (or unknown): the scaler then never scales down.
+            vote.probability_one_fewer = input_row_one_fewer(&vector.features, vector.replicas, names)
+                .and_then(|row| model.predict_proba(&row))
+                .ok();
+        }
+    }
+    vote
+}
+
+/// Run the service until `shutdown` is cancelled or the bus closes.
+pub async fn run(
+    cfg: InferenceConfig,
+    deps: InferenceDeps,
+    shutdown: CancellationToken,
+) -> Result<InferenceReport, InferenceError> {
+    if deps.model.kind() != cfg.model {
+        return Err(InferenceError::WrongModel {
+            configured: cfg.model,
+            loaded: deps.model.kind(),
+        });
+    }
+    let mut sub = deps.bus.subscribe(&cfg.metrics_topic, &cfg.group).await?;
+    let mut report = InferenceReport::default();
+    tracing::info!(model = %cfg.model, version = deps.model.version(), group = %cfg.group,
+        "inference started");
+    loop {
+        let msg = tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => break,
+            msg = sub.recv() => msg,
+        };
+        let Some(msg) = msg else { break };
+        let delivery = match msg {
+            Ok(d) => d,
+            Err(e) if e.is_retryable() => {
+                tracing::warn!(error = %e, "receiving vectors failed; retrying");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let now = cfg.max_skew_secs.map(|_| chrono::Utc::now());
+        let vector = decode::<FeatureVector>(&delivery.payload).and_then(|v| {
+            v.validate(now, cfg.max_skew_secs.unwrap_or(u64::MAX))
+                .map(|_| v)
+        });
+        match vector {
+            Err(e) => {
+                dead_letter(deps.bus.as_ref(), &delivery, &e.to_string()).await?;
+                report.dead_letters += 1;
+            }
+            Ok(vector) => {
+                let vote = vote_for(deps.model.as_ref(), &vector);
+                if let Some(reason) = &vote.abstain_reason {
+                    report.abstentions += 1;
+                    tracing::info!(vector = %vote.vector_id, model = %cfg.model, reason, "abstained");
+                }
+                deps.bus
+                    .publish(Outgoing::new(&cfg.votes_topic, &vote.service, encode(&vote)))
+                    .await?;
+                report.votes += 1;
+            }
+        }
+        // The output is published (acknowledged by the bus): only now is the input done.
+        sub.ack(&delivery).await?;
+    }
+    deps.bus.flush(Duration::from_secs(5)).await?;
+    tracing::info!(model = %cfg.model, votes = report.votes, "inference stopped");
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use autoscaler_bus::{MemoryBus, Overflow};
+    use autoscaler_contract::{Features, VectorId};
+    use autoscaler_models::ModelError;
+    use chrono::DateTime;
+
+    /// A fake model: P(violation) = cpu_per_replica_pct / 100, clamped.
+    struct CpuModel {
+        names: Vec<String>,
+    }
+
+    impl Model for CpuModel {
+        fn kind(&self) -> ModelKind {
+            ModelKind::LogisticRegression
+        }
+        fn version(&self) -> &str {
+            "fake-1"
+        }
+        fn threshold(&self) -> f64 {
+            0.5
+        }
+        fn feature_names(&self) -> &[String] {
+            &self.names
+        }
+        fn predict_proba_batch(&self, rows: &[Vec<f64>]) -> Result<Vec<f64>, ModelError> {
+            Ok(rows.iter().map(|r| (r[1] / 100.0).clamp(0.0, 1.0)).collect())
+        }
+    }
+
+    fn model() -> CpuModel {
+        CpuModel {
+            names: vec!["p95_latency_ms".into(), "cpu_per_replica_pct".into()],
+        }
+    }
+
+    fn vector(cpu: Option<f64>, replicas: Option<u32>) -> FeatureVector {
+        let t = DateTime::from_timestamp(1_720_000_000, 0).unwrap();
+        FeatureVector {
+            schema_version: SCHEMA_VERSION,
+            vector_id: VectorId::new("orders", 1, t),
+            timestamp: t,
+            metric_time: t,
+            service: "orders".into(),
+            poll: 1,
+            replicas,
+            stale: false,
+            stale_reason: None,
+            features: Features {
+                p95_latency_ms: Some(40.0),
+                cpu_usage_pct: cpu,
+                ..Features::default()
+            },
+        }
+    }
+
+    #[test]
+    fn votes_with_probability_and_one_fewer() {
+        let v = vote_for(&model(), &vector(Some(120.0), Some(3)));
+        assert_eq!(v.prediction, Some(0));
+        assert!((v.probability.unwrap() - 0.4).abs() < 1e-12);
+        assert!((v.confidence.unwrap() - 0.6).abs() < 1e-12);
+        assert!((v.probability_one_fewer.unwrap() - 0.6).abs() < 1e-12);
+        assert!(v.validate().is_ok());
+        let one = vote_for(&model(), &vector(Some(40.0), Some(1)));
+        assert_eq!(one.probability_one_fewer, None, "no fewer than one");
+    }
+
+    #[test]
+    fn abstains_on_missing_or_stale_never_reads_zero() {
+        let v = vote_for(&model(), &vector(None, Some(3)));
+        assert_eq!(v.prediction, None);
+        assert!(v.abstain_reason.unwrap().contains("cpu_per_replica_pct"));
+        let v = vote_for(&model(), &vector(Some(50.0), None));
+        assert!(v.abstain_reason.unwrap().contains("replicas"));
+        let mut stale = vector(Some(50.0), Some(2));
+        stale.stale = true;
+        stale.stale_reason = Some("prometheus unreachable".into());
+        let v = vote_for(&model(), &stale);
+        assert!(v.abstain_reason.unwrap().contains("prometheus unreachable"));
+        assert!(v.validate().is_ok());
+    }
+
+    #[tokio::test]
+    async fn one_vote_per_vector_and_bad_input_is_dead_lettered() {
+        let bus = MemoryBus::new(16, Overflow::Block);
+        let mut votes = bus.subscribe(VOTES_TOPIC, "t").await.unwrap();
+        let mut dlq = bus.subscribe("metrics.dlq", "t").await.unwrap();
+        let shutdown = CancellationToken::new();
+        let mut cfg = InferenceConfig::new(ModelKind::LogisticRegression);
+        cfg.max_skew_secs = Some(60);
+        let task = tokio::spawn(run(
+            cfg,
+            InferenceDeps {
+                bus: Arc::new(bus.clone()),
+                model: Arc::new(model()),
+            },
+            shutdown.clone(),
+        ));
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        let mut fresh = vector(Some(90.0), Some(1));
+        fresh.metric_time = chrono::Utc::now();
+        let old = vector(Some(90.0), Some(1)); // metric time in 2024: too old
+        for payload in [
+            encode(&fresh),
+            b"garbage".to_vec(),
+            encode(&old),
+            br#"{"schema_version":2}"#.to_vec(),
+        ] {
+            bus.publish(Outgoing::new(METRICS_TOPIC, "orders", payload))
+                .await
+                .unwrap();
+        }
+        let v: Vote = decode(&votes.recv().await.unwrap().unwrap().payload).unwrap();
+        assert_eq!(v.prediction, Some(1));
+        let mut reasons = Vec::new();
+        for _ in 0..3 {
+            let d = dlq.recv().await.unwrap().unwrap();
+            reasons.push(d.headers[0].1.clone());
+        }
+        assert!(reasons[0].contains("malformed"), "{reasons:?}");
+        assert!(reasons[1].contains("old"), "{reasons:?}");
+        assert!(reasons[2].contains("schema_version"), "{reasons:?}");
+        shutdown.cancel();
+        let r = task.await.unwrap().unwrap();
+        assert_eq!((r.votes, r.dead_letters), (1, 3));
+    }
+}
