@@ -98,8 +98,7 @@ pub trait Bus: Send + Sync {
     async fn publish(&self, msg: Outgoing) -> Result<(), BusError>;
 
     /// Join `group` on `topic`. Messages published after this call are delivered.
-    async fn subscribe(&self, topic: &str, group: &str)
-        -> Result<Box<dyn Subscription>, BusError>;
+    async fn subscribe(&self, topic: &str, group: &str) -> Result<Box<dyn Subscription>, BusError>;
 
     /// Wait until everything published has been handed over (Kafka: flushed), at most `timeout`.
     async fn flush(&self, timeout: std::time::Duration) -> Result<(), BusError>;
@@ -285,7 +284,12 @@ impl Bus for MemoryBus {
                 }
                 Overflow::DropNewest => {
                     if let Err(mpsc::error::TrySendError::Full(_)) = member.try_send(delivery) {
-                        *self.lock().stats.dropped_full.entry(topic.clone()).or_default() += 1;
+                        *self
+                            .lock()
+                            .stats
+                            .dropped_full
+                            .entry(topic.clone())
+                            .or_default() += 1;
                         tracing::warn!(topic = %topic, "member queue full: message dropped");
                     }
                 }
@@ -294,11 +298,7 @@ impl Bus for MemoryBus {
         Ok(())
     }
 
-    async fn subscribe(
-        &self,
-        topic: &str,
-        group: &str,
-    ) -> Result<Box<dyn Subscription>, BusError> {
+    async fn subscribe(&self, topic: &str, group: &str) -> Result<Box<dyn Subscription>, BusError> {
         let (tx, rx) = mpsc::channel(self.capacity);
         let mut inner = self.lock();
         if inner.closed {
@@ -356,7 +356,9 @@ mod tests {
         let mut b2 = bus.subscribe("metrics", "scaler").await.unwrap();
         for i in 0..10 {
             let key = if i % 2 == 0 { "orders" } else { "carts" };
-            bus.publish(Outgoing::new("metrics", key, vec![i])).await.unwrap();
+            bus.publish(Outgoing::new("metrics", key, vec![i]))
+                .await
+                .unwrap();
         }
         for i in 0..10 {
             assert_eq!(recv(&mut a).await.payload, vec![i], "in order");
@@ -372,8 +374,11 @@ mod tests {
         }
         assert_eq!(got.len(), 10);
         for key in ["orders", "carts"] {
-            let members: std::collections::HashSet<usize> =
-                got.iter().filter(|(k, _)| k == key).map(|(_, m)| *m).collect();
+            let members: std::collections::HashSet<usize> = got
+                .iter()
+                .filter(|(k, _)| k == key)
+                .map(|(_, m)| *m)
+                .collect();
             assert_eq!(members.len(), 1, "{key} went to one member");
         }
     }
@@ -406,7 +411,9 @@ mod tests {
     #[tokio::test]
     async fn unrouted_and_closed_are_explicit() {
         let bus = MemoryBus::new(4, Overflow::Block);
-        bus.publish(Outgoing::new("nobody", "k", vec![])).await.unwrap();
+        bus.publish(Outgoing::new("nobody", "k", vec![]))
+            .await
+            .unwrap();
         assert_eq!(bus.stats().unrouted.get("nobody"), Some(&1));
         let mut s = bus.subscribe("t", "g").await.unwrap();
         bus.close();
@@ -420,6 +427,9 @@ mod tests {
     #[test]
     fn overflow_parses() {
         assert_eq!("block".parse::<Overflow>().unwrap(), Overflow::Block);
-        assert!("spill".parse::<Overflow>().unwrap_err().contains("drop-newest"));
+        assert!("spill"
+            .parse::<Overflow>()
+            .unwrap_err()
+            .contains("drop-newest"));
     }
 }

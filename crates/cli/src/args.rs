@@ -53,7 +53,11 @@ pub struct BusArgs {
     #[arg(long, env = "BUS", value_enum, default_value = "memory")]
     pub bus: BusKind,
     /// Kafka bootstrap servers.
-    #[arg(long, env = "KAFKA_BOOTSTRAP_SERVERS", default_value = "127.0.0.1:9092")]
+    #[arg(
+        long,
+        env = "KAFKA_BOOTSTRAP_SERVERS",
+        default_value = "127.0.0.1:9092"
+    )]
     pub kafka_bootstrap_servers: String,
     /// Capacity of each in-process queue (messages).
     #[arg(long, env = "AUTOSCALER_BUS_CAPACITY", default_value_t = 1024)]
@@ -92,14 +96,23 @@ pub struct AggregatorOpts {
     #[arg(long, env = "MODE", value_enum, default_value = "production")]
     pub mode: ModeArg,
     /// Seconds between polls.
-    #[arg(long = "poll-interval-sec", env = "POLL_INTERVAL_SEC", default_value_t = 30)]
+    #[arg(
+        long = "poll-interval-sec",
+        env = "POLL_INTERVAL_SEC",
+        default_value_t = 30
+    )]
     pub poll_interval_sec: u64,
     /// Prometheus base URL.
     #[arg(long, env = "PROMETHEUS_URL", default_value = "http://127.0.0.1:9090")]
     pub prometheus_url: String,
     /// Managed services, comma-separated. In a replay the first takes the trace at full scale,
     /// the i-th at 1/(1 + i/2) of it.
-    #[arg(long, env = "SERVICES", value_delimiter = ',', default_value = "front-end,orders")]
+    #[arg(
+        long,
+        env = "SERVICES",
+        value_delimiter = ',',
+        default_value = "front-end,orders"
+    )]
     pub services: Vec<String>,
     /// Request trace (CSV `timestamp_s,requests`); default: the NASA-HTTP sample shipped in
     /// the project (1995-07-12 to 07-14).
@@ -122,10 +135,18 @@ pub struct AggregatorOpts {
     #[arg(long, env = "AUTOSCALER_SEED", default_value_t = 42)]
     pub seed: u64,
     /// The SLA on p95 latency, ms (reported violations; training labels).
-    #[arg(long = "sla-p95-ms", env = "AUTOSCALER_SLA_P95_MS", default_value_t = 250.0)]
+    #[arg(
+        long = "sla-p95-ms",
+        env = "AUTOSCALER_SLA_P95_MS",
+        default_value_t = 250.0
+    )]
     pub sla_p95_ms: f64,
     /// Metrics CSV (development mode).
-    #[arg(long, env = "METRICS_CSV", default_value = "output/sockshop_metrics.csv")]
+    #[arg(
+        long,
+        env = "METRICS_CSV",
+        default_value = "output/sockshop_metrics.csv"
+    )]
     pub csv_path: PathBuf,
 }
 
@@ -180,7 +201,11 @@ pub struct ScalerOpts {
     #[arg(long = "strategy", env = "VOTING_STRATEGY", default_value = "majority", value_parser = parse_strategy)]
     pub strategy: Strategy,
     /// Decide at the latest this many seconds after a vector's first vote.
-    #[arg(long = "decision-window-sec", env = "DECISION_WINDOW_SEC", default_value_t = 5.0)]
+    #[arg(
+        long = "decision-window-sec",
+        env = "DECISION_WINDOW_SEC",
+        default_value_t = 5.0
+    )]
     pub decision_window_sec: f64,
     /// Per-model weights for the weighted strategy, e.g. `xgboost=2,random_forest=1`.
     #[arg(long, env = "MODEL_WEIGHTS", value_delimiter = ',', value_parser = parse_weight)]
@@ -201,13 +226,25 @@ pub struct ScalerOpts {
     #[arg(long, env = "MAX_REPLICAS", default_value_t = 10)]
     pub max_replicas: u32,
     /// No scaling up within this many seconds of the last scale-up.
-    #[arg(long = "cooldown-up-sec", env = "COOLDOWN_UP_SEC", default_value_t = 300)]
+    #[arg(
+        long = "cooldown-up-sec",
+        env = "COOLDOWN_UP_SEC",
+        default_value_t = 300
+    )]
     pub cooldown_up_sec: u64,
     /// No scaling down within this many seconds of the last scale-down.
-    #[arg(long = "cooldown-down-sec", env = "COOLDOWN_DOWN_SEC", default_value_t = 240)]
+    #[arg(
+        long = "cooldown-down-sec",
+        env = "COOLDOWN_DOWN_SEC",
+        default_value_t = 240
+    )]
     pub cooldown_down_sec: u64,
     /// No scaling down while an "up" was recommended within this many seconds.
-    #[arg(long = "stabilization-sec", env = "STABILIZATION_SEC", default_value_t = 300)]
+    #[arg(
+        long = "stabilization-sec",
+        env = "STABILIZATION_SEC",
+        default_value_t = 300
+    )]
     pub stabilization_sec: u64,
     /// Most replicas added per decision.
     #[arg(long, env = "MAX_STEP", default_value_t = 1)]

@@ -125,9 +125,9 @@ async fn dispatch(cmd: Command) -> anyhow::Result<()> {
         Command::Scaler(a) => {
             let cfg = pipeline::scaler_config(&a.opts)?;
             let actuator: Arc<dyn autoscaler_scaler::Actuator> = match a.actuator {
-                ActuatorKind::Simulated => {
-                    Arc::new(autoscaler_scaler::SimulatedActuator::new(a.initial_replicas))
-                }
+                ActuatorKind::Simulated => Arc::new(autoscaler_scaler::SimulatedActuator::new(
+                    a.initial_replicas,
+                )),
                 ActuatorKind::DryRun => Arc::new(autoscaler_scaler::DryRunActuator::standalone(
                     a.initial_replicas,
                 )),
@@ -141,8 +141,12 @@ async fn dispatch(cmd: Command) -> anyhow::Result<()> {
                 }
             };
             let bus = pipeline::standalone_bus(&a.bus, true)?;
-            autoscaler_scaler::run(cfg, autoscaler_scaler::ScalerDeps { bus, actuator }, shutdown)
-                .await?;
+            autoscaler_scaler::run(
+                cfg,
+                autoscaler_scaler::ScalerDeps { bus, actuator },
+                shutdown,
+            )
+            .await?;
             Ok(())
         }
         Command::Run(a) => run_all(a, shutdown).await,
@@ -200,7 +204,11 @@ async fn run_all(a: RunArgs, shutdown: CancellationToken) -> anyhow::Result<()> 
     let observe = Box::new(move |d: &Decision| {
         v2.lock().unwrap_or_else(|e| e.into_inner()).add(d);
         if let Some(w) = jsonl.as_mut() {
-            let _ = writeln!(w, "{}", String::from_utf8_lossy(&autoscaler_contract::encode(d)));
+            let _ = writeln!(
+                w,
+                "{}",
+                String::from_utf8_lossy(&autoscaler_contract::encode(d))
+            );
         }
         if print && report::changes_something(d) {
             n += 1;
@@ -209,11 +217,13 @@ async fn run_all(a: RunArgs, shutdown: CancellationToken) -> anyhow::Result<()> 
     });
     let (progress, bar) = progress("run");
     let r = pipeline::run_embedded(
-        agg,
-        scaler,
-        models,
-        a.aggregator.initial_replicas,
-        1024,
+        pipeline::Embedded {
+            aggregator: agg,
+            scaler,
+            models,
+            initial_replicas: a.aggregator.initial_replicas,
+            bus_capacity: 1024,
+        },
         observe,
         Some(progress),
         shutdown,
@@ -221,7 +231,10 @@ async fn run_all(a: RunArgs, shutdown: CancellationToken) -> anyhow::Result<()> 
     .await?;
     bar.finish_and_clear();
     let v = *verdicts.lock().unwrap_or_else(|e| e.into_inner());
-    println!("{}", report::summary(&r.aggregator, &r.scaler, interval, &v));
+    println!(
+        "{}",
+        report::summary(&r.aggregator, &r.scaler, &r.inference, interval, &v)
+    );
     Ok(())
 }
 
@@ -262,11 +275,13 @@ async fn demo(a: DemoArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
     });
     let (progress, bar) = progress("demo");
     let r = pipeline::run_embedded(
-        agg,
-        scaler,
-        models,
-        run.aggregator.initial_replicas,
-        1024,
+        pipeline::Embedded {
+            aggregator: agg,
+            scaler,
+            models,
+            initial_replicas: run.aggregator.initial_replicas,
+            bus_capacity: 1024,
+        },
         observe,
         Some(progress),
         shutdown,
@@ -274,8 +289,14 @@ async fn demo(a: DemoArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
     .await?;
     bar.finish_and_clear();
     let v = *verdicts.lock().unwrap_or_else(|e| e.into_inner());
-    println!("{}", report::summary(&r.aggregator, &r.scaler, interval, &v));
-    eprintln!("demo finished in {:.1} s wall time", started.elapsed().as_secs_f64());
+    println!(
+        "{}",
+        report::summary(&r.aggregator, &r.scaler, &r.inference, interval, &v)
+    );
+    eprintln!(
+        "demo finished in {:.1} s wall time",
+        started.elapsed().as_secs_f64()
+    );
     Ok(())
 }
 

@@ -10,7 +10,9 @@ use autoscaler_aggregator::{
     AggregatorConfig, AggregatorDeps, AggregatorReport, Mode, ReplayConfig, ReplayService, Source,
 };
 use autoscaler_bus::{Bus, MemoryBus};
-use autoscaler_contract::{decode, Decision, ModelKind, DECISIONS_TOPIC, METRICS_TOPIC, VOTES_TOPIC};
+use autoscaler_contract::{
+    decode, Decision, ModelKind, DECISIONS_TOPIC, METRICS_TOPIC, VOTES_TOPIC,
+};
 use autoscaler_inference::{InferenceConfig, InferenceDeps, InferenceReport};
 use autoscaler_models::Model;
 use autoscaler_scaler::{
@@ -175,11 +177,7 @@ pub fn standalone_bus(b: &BusArgs, needs_peers: bool) -> Result<Arc<dyn Bus>, Co
 }
 
 /// Load the three models, training defaults first if `dir` has none.
-pub fn load_models(
-    dir: &Path,
-    sla_p95_ms: f64,
-    seed: u64,
-) -> anyhow::Result<Vec<Arc<dyn Model>>> {
+pub fn load_models(dir: &Path, sla_p95_ms: f64, seed: u64) -> anyhow::Result<Vec<Arc<dyn Model>>> {
     crate::default_models::ensure(dir, sla_p95_ms, seed)?;
     ModelKind::ALL
         .into_iter()
@@ -204,18 +202,35 @@ pub struct EmbeddedReport {
 /// Called with each decision, in a deterministic order.
 pub type DecisionObserver = Box<dyn FnMut(&Decision) + Send>;
 
+/// The parts of an embedded pipeline.
+pub struct Embedded {
+    /// The aggregator (a replay).
+    pub aggregator: AggregatorConfig,
+    /// The scaler.
+    pub scaler: ScalerConfig,
+    /// One inference service per model.
+    pub models: Vec<Arc<dyn Model>>,
+    /// Replicas the simulated actuator starts each service with.
+    pub initial_replicas: u32,
+    /// Capacity of each in-process queue.
+    pub bus_capacity: usize,
+}
+
 /// Run aggregator → 3 inference services → scaler in this process on the in-process bus,
 /// until the replay ends or `shutdown` is cancelled.
 pub async fn run_embedded(
-    agg: AggregatorConfig,
-    scaler: ScalerConfig,
-    models: Vec<Arc<dyn Model>>,
-    initial_replicas: u32,
-    bus_capacity: usize,
+    parts: Embedded,
     mut observe: DecisionObserver,
     progress: Option<Arc<dyn Fn(u64, u64) + Send + Sync>>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<EmbeddedReport> {
+    let Embedded {
+        aggregator: agg,
+        scaler,
+        models,
+        initial_replicas,
+        bus_capacity,
+    } = parts;
     let bus = MemoryBus::new(bus_capacity, autoscaler_bus::Overflow::Block);
     let dyn_bus: Arc<dyn Bus> = Arc::new(bus.clone());
     let services = shutdown.child_token();
@@ -258,10 +273,9 @@ pub async fn run_embedded(
                 got = decisions.recv() => got,
                 _ = observer_stop2.cancelled() => {
                     // Take what is queued, then stop.
-                    match tokio::time::timeout(Duration::ZERO, decisions.recv()).await {
-                        Ok(got) => got,
-                        Err(_) => None,
-                    }
+                    tokio::time::timeout(Duration::ZERO, decisions.recv())
+                        .await
+                        .unwrap_or_default()
                 }
             };
             let Some(Ok(msg)) = got else { break };

@@ -4,6 +4,7 @@ use std::fmt::Write as _;
 
 use autoscaler_aggregator::AggregatorReport;
 use autoscaler_contract::{Decision, ModelKind, Verdict};
+use autoscaler_inference::InferenceReport;
 use autoscaler_scaler::ScalerReport;
 
 const WIDE: &str =
@@ -50,7 +51,11 @@ pub fn decision_block(n: u64, d: &Decision) -> String {
                 }
             },
             None if d.missing_models.contains(&m) => {
-                let _ = writeln!(s, "  {:<20} -> NO VOTE    (not received in the window)", m.as_str());
+                let _ = writeln!(
+                    s,
+                    "  {:<20} -> NO VOTE    (not received in the window)",
+                    m.as_str()
+                );
             }
             None => {}
         }
@@ -72,7 +77,11 @@ pub fn decision_block(n: u64, d: &Decision) -> String {
         "  Replicas: {} -> {}{}",
         replicas(d.from_replicas),
         replicas(d.to_replicas),
-        if d.dry_run { " (dry-run: would scale)" } else { "" }
+        if d.dry_run {
+            " (dry-run: would scale)"
+        } else {
+            ""
+        }
     );
     let _ = writeln!(s, "  Reason: {}", d.reason);
     for a in &d.adjustments {
@@ -113,6 +122,7 @@ impl Orderer {
 pub fn summary(
     agg: &AggregatorReport,
     scaler: &ScalerReport,
+    inference: &[(ModelKind, InferenceReport)],
     poll_interval_secs: u64,
     verdicts: &VerdictCounts,
 ) -> String {
@@ -167,6 +177,16 @@ pub fn summary(
             t.max_replicas,
             t.violation_polls as f64 * minutes_per_poll,
             t.replica_seconds / 3600.0
+        );
+    }
+    for (m, r) in inference {
+        let _ = writeln!(
+            s,
+            "Model {:<20} {} votes, {} abstentions, {} dead letters",
+            m.as_str(),
+            r.votes,
+            r.abstentions,
+            r.dead_letters
         );
     }
     let b = &scaler.ballot;

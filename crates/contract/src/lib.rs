@@ -156,9 +156,7 @@ impl FromStr for ModelKind {
             .into_iter()
             .find(|m| m.as_str() == s)
             .ok_or_else(|| {
-                format!(
-                    "unknown model `{s}` (valid: xgboost, random_forest, logistic_regression)"
-                )
+                format!("unknown model `{s}` (valid: xgboost, random_forest, logistic_regression)")
             })
     }
 }
@@ -487,8 +485,7 @@ impl Vote {
                 range: "0 or 1",
             }),
             _ => Err(ContractError::Malformed(
-                "`prediction` and `probability` must both be set, or both null (abstention)"
-                    .into(),
+                "`prediction` and `probability` must both be set, or both null (abstention)".into(),
             )),
         }
     }
@@ -770,7 +767,10 @@ mod tests {
         }
         assert!("svm".parse::<ModelKind>().unwrap_err().contains("xgboost"));
         assert_eq!("weighted".parse::<Strategy>().unwrap(), Strategy::Weighted);
-        assert!("mostly".parse::<Strategy>().unwrap_err().contains("majority"));
+        assert!("mostly"
+            .parse::<Strategy>()
+            .unwrap_err()
+            .contains("majority"));
         let json = serde_json::to_string(&Verdict::ScaleUp).unwrap();
         assert_eq!(json, "\"SCALE_UP\"");
     }

@@ -223,7 +223,10 @@ mod tests {
     #[test]
     fn decides_at_once_when_every_model_voted() {
         let mut b = BallotBox::new(ModelKind::ALL.to_vec(), S(5));
-        assert_eq!(b.offer(vote("a", ModelKind::Xgboost, true), S(0)), Offer::Pending);
+        assert_eq!(
+            b.offer(vote("a", ModelKind::Xgboost, true), S(0)),
+            Offer::Pending
+        );
         assert_eq!(
             b.offer(vote("a", ModelKind::RandomForest, true), S(1)),
             Offer::Pending
@@ -279,7 +282,13 @@ mod tests {
         );
         let c = b.counters();
         assert_eq!(
-            (c.accepted, c.duplicate, c.late, c.unknown_model, c.decided_complete),
+            (
+                c.accepted,
+                c.duplicate,
+                c.late,
+                c.unknown_model,
+                c.decided_complete
+            ),
             (2, 1, 2, 1, 1)
         );
     }
@@ -288,7 +297,10 @@ mod tests {
     fn restored_ids_are_late_and_capacity_is_bounded() {
         let mut b = BallotBox::new(vec![ModelKind::Xgboost], S(5)).with_decided_capacity(2);
         b.mark_decided(VectorId("x".into()));
-        assert_eq!(b.offer(vote("x", ModelKind::Xgboost, true), S(0)), Offer::Late);
+        assert_eq!(
+            b.offer(vote("x", ModelKind::Xgboost, true), S(0)),
+            Offer::Late
+        );
         b.mark_decided(VectorId("y".into()));
         b.mark_decided(VectorId("z".into()));
         assert!(!b.is_decided(&VectorId("x".into())), "oldest forgotten");

@@ -198,7 +198,9 @@ pub fn tally(cfg: &VotingConfig, ballots: &[ModelBallot]) -> Tally {
             (
                 yes,
                 None,
-                format!("{up} of {n} expected models vote SCALE UP (majority needs more than half)"),
+                format!(
+                    "{up} of {n} expected models vote SCALE UP (majority needs more than half)"
+                ),
             )
         }
         Strategy::Unanimous => {
@@ -216,8 +218,7 @@ pub fn tally(cfg: &VotingConfig, ballots: &[ModelBallot]) -> Tally {
                 .filter_map(|b| b.probability.map(|p| (cfg.weight(b.model), p)))
                 .collect();
             let wsum: f64 = voting.iter().map(|(w, _)| w).sum();
-            let score = (wsum > 0.0)
-                .then(|| voting.iter().map(|(w, p)| w * p).sum::<f64>() / wsum);
+            let score = (wsum > 0.0).then(|| voting.iter().map(|(w, p)| w * p).sum::<f64>() / wsum);
             let quorum = voting.len() >= cfg.min_quorum;
             let yes = quorum && score.is_some_and(|s| s > cfg.weighted_threshold);
             let reason = match (quorum, score) {

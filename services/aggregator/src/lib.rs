@@ -149,7 +149,7 @@ impl AggregatorConfig {
                 if r.services.is_empty() {
                     p.push("no services to replay".into());
                 }
-                if !(r.duration_secs > 0.0) {
+                if !(r.duration_secs.is_finite() && r.duration_secs > 0.0) {
                     p.push("replay duration must be > 0".into());
                 }
                 if let Some(s) = r.speed {
@@ -342,11 +342,7 @@ async fn run_replay(
             }
             if publish {
                 deps.bus
-                    .publish(Outgoing::new(
-                        &cfg.metrics_topic,
-                        &name,
-                        encode(&vector),
-                    ))
+                    .publish(Outgoing::new(&cfg.metrics_topic, &name, encode(&vector)))
                     .await?;
                 waiting.insert(vector.vector_id.clone(), name);
             }
@@ -392,7 +388,11 @@ async fn run_replay(
     if let Some(csv) = csv.as_mut() {
         csv.flush()?;
     }
-    tracing::info!(ticks = report.ticks, vectors = report.vectors, "replay finished");
+    tracing::info!(
+        ticks = report.ticks,
+        vectors = report.vectors,
+        "replay finished"
+    );
     Ok(report)
 }
 
@@ -448,7 +448,11 @@ fn apply_decision(cluster: &SimulatedCluster, d: &Decision, t: f64, report: &mut
     }
     match cluster.set_replicas(&d.service, to, t) {
         Ok(()) => {
-            report.services.entry(d.service.clone()).or_default().changes += 1;
+            report
+                .services
+                .entry(d.service.clone())
+                .or_default()
+                .changes += 1;
         }
         Err(e) => tracing::warn!(service = %d.service, error = %e, "decision not applied"),
     }

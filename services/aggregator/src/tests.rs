@@ -60,9 +60,13 @@ async fn answer_every_vector(bus: MemoryBus, shutdown: CancellationToken) -> Vec
             acted: true,
             dry_run: false,
         };
-        bus.publish(Outgoing::new(DECISIONS_TOPIC, &v.service, encode(&decision)))
-            .await
-            .unwrap();
+        bus.publish(Outgoing::new(
+            DECISIONS_TOPIC,
+            &v.service,
+            encode(&decision),
+        ))
+        .await
+        .unwrap();
         seen.push(v);
     }
     seen
@@ -147,7 +151,10 @@ async fn development_mode_writes_csv_with_missing_values_empty() {
     .await
     .unwrap();
     assert_eq!(report.vectors, 6);
-    assert!(bus.stats().published.is_empty(), "development mode publishes nothing");
+    assert!(
+        bus.stats().published.is_empty(),
+        "development mode publishes nothing"
+    );
     let text = std::fs::read_to_string(&path).unwrap();
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines[0], csv_sink::HEADER.join(","));

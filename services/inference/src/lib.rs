@@ -125,9 +125,10 @@ pub fn vote_for(model: &dyn Model, vector: &FeatureVector) -> Vote {
             vote.probability = Some(p);
             vote.confidence = Some(if up { p } else { 1.0 - p });
             // Not computable at one replica (or unknown): the scaler then never scales down.
-            vote.probability_one_fewer = input_row_one_fewer(&vector.features, vector.replicas, names)
-                .and_then(|row| model.predict_proba(&row))
-                .ok();
+            vote.probability_one_fewer =
+                input_row_one_fewer(&vector.features, vector.replicas, names)
+                    .and_then(|row| model.predict_proba(&row))
+                    .ok();
         }
     }
     vote
@@ -182,7 +183,11 @@ pub async fn run(
                     tracing::info!(vector = %vote.vector_id, model = %cfg.model, reason, "abstained");
                 }
                 deps.bus
-                    .publish(Outgoing::new(&cfg.votes_topic, &vote.service, encode(&vote)))
+                    .publish(Outgoing::new(
+                        &cfg.votes_topic,
+                        &vote.service,
+                        encode(&vote),
+                    ))
                     .await?;
                 report.votes += 1;
             }
@@ -222,7 +227,10 @@ mod tests {
             &self.names
         }
         fn predict_proba_batch(&self, rows: &[Vec<f64>]) -> Result<Vec<f64>, ModelError> {
-            Ok(rows.iter().map(|r| (r[1] / 100.0).clamp(0.0, 1.0)).collect())
+            Ok(rows
+                .iter()
+                .map(|r| (r[1] / 100.0).clamp(0.0, 1.0))
+                .collect())
         }
     }
 

@@ -189,7 +189,11 @@ mod tests {
 
         let dry = DryRunActuator::wrapping(Arc::new(sim.clone()));
         dry.set_replicas("a", 9).await.unwrap();
-        assert_eq!(dry.current("a").await.unwrap(), 5, "dry-run changes nothing");
+        assert_eq!(
+            dry.current("a").await.unwrap(),
+            5,
+            "dry-run changes nothing"
+        );
         assert!(!dry.changes_cluster());
     }
 }

@@ -5,7 +5,7 @@
 //!
 //! Rules, in the order they apply:
 //! 1. replicas unknown → hold (fail closed), never assume a number;
-//! 2. stale inputs (no model could vote) → hold;
+//! 2. no model could vote (stale or incomplete inputs) → hold;
 //! 3. outside `[min, max]` → brought back inside, whatever the vote;
 //! 4. scale up by at most `max_step`, clamped to `max`; not within `cooldown_up_secs` of the last
 //!    scale-up (a scale-down never delays a scale-up: adding capacity is the safe direction);
@@ -128,7 +128,11 @@ fn secs_since(now: DateTime<Utc>, then: Option<DateTime<Utc>>) -> Option<i64> {
 /// out (the caller calls [`record_failure`] if actuation then fails).
 pub fn apply(cfg: &EnvelopeConfig, state: &mut ServiceState, p: &Proposal) -> Outcome {
     let window = chrono::Duration::seconds(cfg.stabilization_secs as i64);
-    while state.recent.front().is_some_and(|(t, _)| *t + window <= p.at) {
+    while state
+        .recent
+        .front()
+        .is_some_and(|(t, _)| *t + window <= p.at)
+    {
         state.recent.pop_front();
     }
     if let Some(current) = p.current.filter(|_| !p.stale) {
@@ -148,7 +152,7 @@ pub fn apply(cfg: &EnvelopeConfig, state: &mut ServiceState, p: &Proposal) -> Ou
         };
     };
     if p.stale {
-        adj.push("held: stale inputs".to_string());
+        adj.push("held: no model could vote (stale or incomplete inputs)".to_string());
         return Outcome {
             to: Some(current),
             adjustments: adj,

@@ -23,7 +23,9 @@ use autoscaler_contract::{
     decode, encode, Decision, Verdict, Vote, VoteSummary, DECISIONS_TOPIC, SCHEMA_VERSION,
     VOTES_TOPIC,
 };
-use autoscaler_voting::{safe_one_fewer, tally, BallotBox, ModelBallot, Offer, Ready, VotingConfig};
+use autoscaler_voting::{
+    safe_one_fewer, tally, BallotBox, ModelBallot, Offer, Ready, VotingConfig,
+};
 use tokio_util::sync::CancellationToken;
 
 pub use actuator::{Actuator, ActuatorError, DryRunActuator, SimulatedActuator};
@@ -310,7 +312,11 @@ impl Scaler {
             weighted_score: t.weighted_score,
             votes: votes.iter().map(VoteSummary::from).collect(),
             from_replicas: current,
-            to_replicas: if acted || dry_run { outcome.to } else { current },
+            to_replicas: if acted || dry_run {
+                outcome.to
+            } else {
+                current
+            },
             reason,
             adjustments,
             acted,

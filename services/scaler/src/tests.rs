@@ -83,15 +83,28 @@ impl Harness {
 async fn decides_at_once_when_all_three_voted() {
     let mut h = start(Strategy::Majority, 5).await;
     h.send(&vote("a", ModelKind::Xgboost, true, None)).await;
-    h.send(&vote("a", ModelKind::RandomForest, true, None)).await;
+    h.send(&vote("a", ModelKind::RandomForest, true, None))
+        .await;
     h.send(&vote("a", ModelKind::LogisticRegression, false, None))
         .await;
     let started = tokio::time::Instant::now();
-    let d = h.next_decision(Duration::from_secs(1)).await.expect("decision");
-    assert!(started.elapsed() < Duration::from_secs(1), "no waiting for the window");
+    let d = h
+        .next_decision(Duration::from_secs(1))
+        .await
+        .expect("decision");
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "no waiting for the window"
+    );
     assert_eq!(d.decision, Verdict::ScaleUp);
-    assert_eq!((d.scale_up_votes, d.no_action_votes, d.total_votes), (2, 1, 3));
-    assert_eq!((d.from_replicas, d.to_replicas, d.acted), (Some(2), Some(3), true));
+    assert_eq!(
+        (d.scale_up_votes, d.no_action_votes, d.total_votes),
+        (2, 1, 3)
+    );
+    assert_eq!(
+        (d.from_replicas, d.to_replicas, d.acted),
+        (Some(2), Some(3), true)
+    );
     assert_eq!(h.actuator.current("orders").await.unwrap(), 3);
     let r = h.stop().await;
     assert_eq!((r.decisions, r.scale_ups), (1, 1));
@@ -102,12 +115,20 @@ async fn window_expires_then_late_and_duplicate_votes_change_nothing() {
     let mut h = start(Strategy::Majority, 5).await;
     h.send(&vote("b", ModelKind::Xgboost, true, None)).await;
     h.send(&vote("b", ModelKind::Xgboost, false, None)).await; // duplicate
-    h.send(&vote("b", ModelKind::RandomForest, true, None)).await;
+    h.send(&vote("b", ModelKind::RandomForest, true, None))
+        .await;
     // Nothing before the window ends...
     assert!(h.next_decision(Duration::from_millis(4900)).await.is_none());
     // ...then exactly one decision, with the two votes received.
-    let d = h.next_decision(Duration::from_millis(200)).await.expect("decided");
-    assert_eq!(d.decision, Verdict::ScaleUp, "2 of 3 expected is a majority");
+    let d = h
+        .next_decision(Duration::from_millis(200))
+        .await
+        .expect("decided");
+    assert_eq!(
+        d.decision,
+        Verdict::ScaleUp,
+        "2 of 3 expected is a majority"
+    );
     assert_eq!(d.missing_models, vec![ModelKind::LogisticRegression]);
     assert!(d.reason.contains("end of the window"), "{}", d.reason);
     // The late vote and a repeated one never produce a second decision.
@@ -134,13 +155,20 @@ async fn one_vote_short_is_not_a_unanimous_up_and_garbage_is_dead_lettered() {
     let mut json: serde_json_like::Value = serde_json_like::to_value(&bad);
     json["probability"] = serde_json_like::json!(7.5);
     h.bus
-        .publish(Outgoing::new(VOTES_TOPIC, "orders", json.to_string().into_bytes()))
+        .publish(Outgoing::new(
+            VOTES_TOPIC,
+            "orders",
+            json.to_string().into_bytes(),
+        ))
         .await
         .unwrap();
     for m in [ModelKind::Xgboost, ModelKind::RandomForest] {
         h.send(&vote("c", m, true, None)).await;
     }
-    let d = h.next_decision(Duration::from_secs(6)).await.expect("decided");
+    let d = h
+        .next_decision(Duration::from_secs(6))
+        .await
+        .expect("decided");
     assert_eq!(d.decision, Verdict::NoAction);
     assert!(!d.acted);
     let first = dlq.recv().await.unwrap().unwrap();
@@ -161,7 +189,8 @@ async fn one_vote_short_is_not_a_unanimous_up_and_garbage_is_dead_lettered() {
 async fn scales_down_only_when_one_fewer_is_safe() {
     let mut h = start(Strategy::Majority, 5).await;
     // No action, but one model cannot vouch for one replica fewer: hold.
-    h.send(&vote("d", ModelKind::Xgboost, false, Some(0.1))).await;
+    h.send(&vote("d", ModelKind::Xgboost, false, Some(0.1)))
+        .await;
     h.send(&vote("d", ModelKind::RandomForest, false, Some(0.8)))
         .await;
     h.send(&vote("d", ModelKind::LogisticRegression, false, Some(0.2)))
@@ -169,7 +198,8 @@ async fn scales_down_only_when_one_fewer_is_safe() {
     let d = h.next_decision(Duration::from_secs(1)).await.unwrap();
     assert_eq!((d.decision, d.to_replicas), (Verdict::NoAction, Some(2)));
     // All find one fewer safe: scale down by one.
-    h.send(&vote("ee", ModelKind::Xgboost, false, Some(0.1))).await;
+    h.send(&vote("ee", ModelKind::Xgboost, false, Some(0.1)))
+        .await;
     h.send(&vote("ee", ModelKind::RandomForest, false, Some(0.15)))
         .await;
     h.send(&vote("ee", ModelKind::LogisticRegression, false, Some(0.2)))

@@ -1,0 +1,247 @@
+//! The `autoscaler` binary as a user runs it: exit codes, the embedded pipeline, the demo.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+fn bin() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_autoscaler"));
+    // The tests must not pick up an operator's settings.
+    for var in [
+        "VOTING_STRATEGY",
+        "SERVICES",
+        "POLL_INTERVAL_SEC",
+        "MODE",
+        "BUS",
+        "MODELS_DIR",
+        "AUTOSCALER_SEED",
+        "DECISION_WINDOW_SEC",
+    ] {
+        c.env_remove(var);
+    }
+    c.env("RUST_LOG", "warn");
+    c
+}
+
+fn run(args: &[&str]) -> Output {
+    bin().args(args).output().expect("binary runs")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// Models trained once for all tests of this file (the binary trains them on first use).
+fn models_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir =
+            std::env::temp_dir().join(format!("autoscaler-cli-test-models-{}", std::process::id()));
+        let out = run(&[
+            "run",
+            "--models-dir",
+            dir.to_str().unwrap(),
+            "--duration-hours",
+            "0.1",
+        ]);
+        assert!(
+            out.status.success(),
+            "training defaults: {}",
+            text(&out.stderr)
+        );
+        for m in ["xgboost", "random_forest", "logistic_regression"] {
+            assert!(dir.join(m).join("metadata.json").exists(), "{m} saved");
+        }
+        dir
+    })
+}
+
+#[test]
+fn help_lists_every_subcommand() {
+    let out = run(&["--help"]);
+    assert!(out.status.success());
+    let help = text(&out.stdout);
+    for sub in ["aggregator", "inference", "scaler", "run", "demo"] {
+        assert!(help.contains(sub), "{sub} missing from:\n{help}");
+    }
+}
+
+#[test]
+fn unknown_values_exit_2_naming_the_valid_ones() {
+    let out = run(&["demo", "--strategy", "plurality"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("majority") && err.contains("unanimous") && err.contains("weighted"),
+        "{err}"
+    );
+    let out = run(&["inference", "--model", "svm"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("random_forest"));
+    let out = run(&["scaler", "--actuator", "kubernetes"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("dry-run"));
+}
+
+#[test]
+fn bad_config_exits_64_listing_every_problem() {
+    let out = run(&[
+        "scaler",
+        "--min-replicas",
+        "5",
+        "--max-replicas",
+        "2",
+        "--decision-window-sec",
+        "0",
+    ]);
+    assert_eq!(out.status.code(), Some(64));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("min replicas (5) is greater than max replicas (2)"),
+        "{err}"
+    );
+    assert!(err.contains("decision window"), "{err}");
+
+    let out = run(&["run", "--poll-interval-sec", "0", "--services", "a,,b"]);
+    assert_eq!(out.status.code(), Some(64));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("poll interval") && err.contains("empty name"),
+        "{err}"
+    );
+}
+
+#[test]
+fn standalone_services_on_the_memory_bus_are_refused_clearly() {
+    let out = run(&["aggregator"]);
+    assert_eq!(out.status.code(), Some(64));
+    assert!(text(&out.stderr).contains("autoscaler run"));
+}
+
+#[test]
+fn development_mode_writes_the_metrics_csv() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("metrics.csv");
+    let out = run(&[
+        "aggregator",
+        "--mode",
+        "development",
+        "--csv-path",
+        csv.to_str().unwrap(),
+        "--duration-hours",
+        "1",
+        "--services",
+        "orders",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let body = std::fs::read_to_string(&csv).unwrap();
+    let lines: Vec<&str> = body.lines().collect();
+    assert!(lines[0].starts_with("timestamp,service,request_rate_rps"));
+    assert_eq!(lines.len(), 1 + 120, "one row per 30 s poll of one hour");
+    assert!(lines[1].contains(",orders,"));
+}
+
+fn decisions(path: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[test]
+fn embedded_pipeline_decides_every_vector_once_with_three_votes() {
+    let models = models_dir();
+    let dir = tempfile::tempdir().unwrap();
+    let mut runs = Vec::new();
+    for n in 0..2 {
+        let jsonl = dir.path().join(format!("d{n}.jsonl"));
+        let out = run(&[
+            "run",
+            "--models-dir",
+            models.to_str().unwrap(),
+            "--duration-hours",
+            "6",
+            "--seed",
+            "11",
+            "--decisions-jsonl",
+            jsonl.to_str().unwrap(),
+        ]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        runs.push(decisions(&jsonl));
+    }
+    let d = &runs[0];
+    // 6 h of 30 s polls, two services.
+    assert_eq!(d.len(), 2 * 720);
+    let ids: std::collections::HashSet<&str> =
+        d.iter().map(|x| x["vector_id"].as_str().unwrap()).collect();
+    assert_eq!(ids.len(), d.len(), "no vector decided twice");
+    for x in d {
+        assert_eq!(x["total_votes"], 3, "{x}");
+        assert_eq!(x["votes"].as_array().unwrap().len(), 3);
+        assert_eq!(x["missing_models"].as_array().unwrap().len(), 0);
+        assert_eq!(x["schema_version"], 1);
+        let (from, to) = (
+            x["from_replicas"].as_u64().unwrap(),
+            x["to_replicas"].as_u64().unwrap(),
+        );
+        assert!((1..=10).contains(&to), "within the envelope: {x}");
+        assert!(to.abs_diff(from) <= 1, "one step at a time: {x}");
+    }
+    assert!(
+        d.iter()
+            .any(|x| x["decision"] == "SCALE_UP" && x["acted"] == true),
+        "the afternoon peak needs more replicas than the 2 it starts with"
+    );
+    // Same seed, same decisions (wall-clock timestamps aside).
+    let strip = |v: &Vec<serde_json::Value>| -> Vec<serde_json::Value> {
+        v.iter()
+            .map(|x| {
+                let mut x = x.clone();
+                x.as_object_mut().unwrap().remove("timestamp");
+                x
+            })
+            .collect()
+    };
+    assert_eq!(strip(&runs[0]), strip(&runs[1]));
+}
+
+#[test]
+fn demo_prints_blocks_naming_all_three_models_and_the_same_summary_per_seed() {
+    let models = models_dir();
+    let demo = |seed: &str| {
+        let out = run(&[
+            "demo",
+            "--hours",
+            "12",
+            "--seed",
+            seed,
+            "--models-dir",
+            models.to_str().unwrap(),
+        ]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        text(&out.stdout)
+    };
+    let a = demo("5");
+    let b = demo("5");
+    assert!(a.contains("SCALING DECISION #1 @ 1995-07-12"), "{a}");
+    let block = a.split("SCALING DECISION #1").nth(1).unwrap();
+    for m in [
+        "xgboost",
+        "random_forest",
+        "logistic_regression",
+        "Replicas:",
+    ] {
+        assert!(block.contains(m), "{m} missing in the first block");
+    }
+    let summary = |s: &str| s[s.find("SUMMARY").expect("a summary")..].to_string();
+    assert!(summary(&a).contains("Replica-hours"));
+    assert!(summary(&a).contains("SLA-violation minutes"));
+    assert_eq!(a, b, "same seed, same output");
+    let c = demo("6");
+    assert_ne!(
+        summary(&a),
+        summary(&c),
+        "the seed changes the simulated noise"
+    );
+}

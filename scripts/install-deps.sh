@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Everything the project needs to build and test on a fresh Debian machine that has only Rust,
+# installed idempotently (a second run only reports what is there). Runs as root, or through
+# sudo when it is available.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+say() { echo "install-deps: $*"; }
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then
+    command -v sudo >/dev/null || { say "run as root (or install sudo)" >&2; exit 1; }
+    SUDO="sudo"
+fi
+
+# Debian packages: a C toolchain for -sys crates, libclang for xgb's bindgen, Python with pip to
+# fetch the XGBoost wheel.
+need=()
+command -v cc >/dev/null || need+=(gcc)
+command -v c++ >/dev/null || need+=(g++)
+command -v make >/dev/null || need+=(make)
+command -v python3 >/dev/null || need+=(python3)
+python3 -m pip --version >/dev/null 2>&1 || need+=(python3-pip)
+ldconfig -p | grep -qE 'libclang(-[0-9.]+)?\.so ' || need+=(libclang-dev)
+if [ ${#need[@]} -gt 0 ]; then
+    say "apt-get install ${need[*]}"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}"
+else
+    say "Debian packages present"
+fi
+
+# XGBoost's shared library (PyPI wheel xgboost-cpu, pinned) into /usr/local/lib.
+$SUDO bash scripts/install-xgboost.sh
+
+# rustfmt and clippy for the checks.
+if command -v rustup >/dev/null; then
+    for c in rustfmt clippy; do
+        rustup component list --installed 2>/dev/null | grep -q "^$c" || rustup component add "$c"
+    done
+fi
+say "done"
