@@ -276,14 +276,22 @@ mod tests {
     fn abstains_on_missing_or_stale_never_reads_zero() {
         let v = vote_for(&model(), &vector(None, Some(3)));
         assert_eq!(v.prediction, None);
-        assert!(v.abstain_reason.as_deref().unwrap().contains("cpu_per_replica_pct"));
+        assert!(v
+            .abstain_reason
+            .as_deref()
+            .unwrap()
+            .contains("cpu_per_replica_pct"));
         let v = vote_for(&model(), &vector(Some(50.0), None));
         assert!(v.abstain_reason.as_deref().unwrap().contains("replicas"));
         let mut stale = vector(Some(50.0), Some(2));
         stale.stale = true;
         stale.stale_reason = Some("prometheus unreachable".into());
         let v = vote_for(&model(), &stale);
-        assert!(v.abstain_reason.as_deref().unwrap().contains("prometheus unreachable"));
+        assert!(v
+            .abstain_reason
+            .as_deref()
+            .unwrap()
+            .contains("prometheus unreachable"));
         assert!(v.validate().is_ok());
     }
 
