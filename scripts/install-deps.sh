@@ -21,6 +21,13 @@ command -v make >/dev/null || need+=(make)
 command -v python3 >/dev/null || need+=(python3)
 python3 -m pip --version >/dev/null 2>&1 || need+=(python3-pip)
 ldconfig -p | grep -qE 'libclang(-[0-9.]+)?\.so ' || need+=(libclang-dev)
+# rdkafka builds its bundled librdkafka with cmake (cmake-build feature), with TLS (libssl-dev,
+# pkg-config) and zlib; librdkafka's sources include curl's headers even unused.
+command -v cmake >/dev/null || need+=(cmake)
+command -v pkg-config >/dev/null || need+=(pkg-config)
+for p in libssl-dev zlib1g-dev libcurl4-openssl-dev; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || need+=("$p")
+done
 if [ ${#need[@]} -gt 0 ]; then
     say "apt-get install ${need[*]}"
     $SUDO apt-get update -qq

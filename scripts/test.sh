@@ -13,6 +13,28 @@ cargo fmt --all -- --check
 echo "== cargo clippy --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets -- -D warnings
 
+echo "== services for the integration tests"
+# A Kafka-protocol broker (tansu, built once and cached) unless KAFKA_BOOTSTRAP_SERVERS names one,
+# and confluent-kafka in a venv as an independent client.
+started_kafka=""
+if [ -z "${KAFKA_BOOTSTRAP_SERVERS:-}" ]; then
+    KAFKA_BOOTSTRAP_SERVERS="$(bash scripts/kafka-up.sh | tail -n 1)"
+    started_kafka=1
+fi
+export KAFKA_BOOTSTRAP_SERVERS
+AUTOSCALER_PYTHON_KAFKA="$(bash scripts/python-kafka-venv.sh | tail -n 1)"
+export AUTOSCALER_PYTHON_KAFKA
+cleanup_services() { if [ -n "$started_kafka" ]; then bash scripts/kafka-down.sh || true; fi; }
+trap cleanup_services EXIT
+
+# A single-node Docker Swarm for the Swarm actuator's tests (services/scaler/tests/swarm.rs):
+# installs docker.io, starts dockerd and builds the test image when needed; left running.
+if bash scripts/swarm-up.sh; then
+    export AUTOSCALER_REQUIRE_SWARM=1   # the daemon is up: a Swarm test may not skip
+else
+    echo "== swarm-up failed: the Swarm tests will print SKIPPED (fatal under CI/REQUIRE_INTEGRATION)" >&2
+fi
+
 echo "== cargo test"
 cargo test --workspace --all-targets
 
@@ -20,7 +42,7 @@ echo "== demo (release): under 120 s, same seed -> same summary"
 cargo build --release --quiet
 models="$(mktemp -d)"
 out1="$(mktemp)"; out2="$(mktemp)"
-trap 'rm -rf "$models" "$out1" "$out2"' EXIT
+trap 'rm -rf "$models" "$out1" "$out2"; cleanup_services' EXIT
 start=$(date +%s)
 ./target/release/autoscaler demo --seed 3 --models-dir "$models" >"$out1"
 secs=$(( $(date +%s) - start ))

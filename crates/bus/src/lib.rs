@@ -9,6 +9,8 @@
 //! * [`MemoryBus`]: the in-process implementation on **bounded** channels. What happens when a
 //!   member's queue is full is explicit ([`Overflow`]) and counted ([`MemoryBus::stats`]).
 //!
+//! * `kafka::KafkaBus` (feature `kafka`, on by default): the same interface over Kafka.
+//!
 //! Delivery is at least once: a consumer calls [`Subscription::ack`] after the output a message
 //! caused has been published. In memory that is bookkeeping; over Kafka it stores the offset.
 #![deny(missing_docs)]
@@ -20,6 +22,9 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use tokio::sync::mpsc;
+
+#[cfg(feature = "kafka")]
+pub mod kafka;
 
 /// Errors of the bus.
 #[derive(Debug, thiserror::Error)]
@@ -113,6 +118,11 @@ pub trait Subscription: Send {
     /// Mark `delivery` done: its output was published. Not acknowledged messages may be
     /// delivered again after a restart (at least once).
     async fn ack(&mut self, delivery: &Delivery) -> Result<(), BusError>;
+
+    /// Commit what was acknowledged and leave the group (call on shutdown).
+    async fn close(&mut self) -> Result<(), BusError> {
+        Ok(())
+    }
 }
 
 /// The dead-letter topic of `topic`.

@@ -35,6 +35,38 @@ pub enum Command {
     /// The embedded pipeline on a replay of a real trace (NASA-HTTP, July 1995), with decision
     /// blocks and a summary.
     Demo(DemoArgs),
+    /// Print a topic's messages, one JSON object per line (Kafka).
+    Tail(TailArgs),
+    /// Measure a running Kafka pipeline: throughput and vector-to-decision latency.
+    BenchKafka(crate::bench_cmd::BenchKafkaArgs),
+    /// Train the models from metrics CSVs (development mode's or the simulator's).
+    Train(crate::train_cmd::TrainArgs),
+    /// Evaluate saved models and the voting rules on metrics CSVs: table, JSON and plot.
+    Evaluate(crate::train_cmd::EvaluateArgs),
+    /// Write simulated, labelled training runs as a metrics CSV (what the default models
+    /// train on).
+    TrainingData(crate::train_cmd::TrainingDataArgs),
+}
+
+/// `autoscaler tail`.
+#[derive(Debug, Clone, Args)]
+pub struct TailArgs {
+    /// The topic, e.g. `scaling-decisions`, `metrics`, `model-votes.dlq`.
+    pub topic: String,
+    /// Start at the beginning of the topic instead of its end.
+    #[arg(long)]
+    pub from_beginning: bool,
+    /// Stop after this many messages.
+    #[arg(long)]
+    pub max: Option<u64>,
+    /// Stop when no message arrives for this many seconds (0: wait forever).
+    #[arg(long = "idle-exit-sec", default_value_t = 0)]
+    pub idle_exit_sec: u64,
+    /// Wrap each message with its partition, offset, key and headers.
+    #[arg(long)]
+    pub with_meta: bool,
+    #[command(flatten)]
+    pub bus: BusArgs,
 }
 
 /// Which bus carries the topics.
@@ -66,6 +98,24 @@ pub struct BusArgs {
     /// or `drop-newest` (counted).
     #[arg(long, env = "AUTOSCALER_BUS_OVERFLOW", default_value = "block")]
     pub bus_overflow: autoscaler_bus::Overflow,
+    /// Topic of feature vectors.
+    #[arg(long, env = "METRICS_TOPIC", default_value = "metrics")]
+    pub metrics_topic: String,
+    /// Topic of model votes.
+    #[arg(long, env = "VOTES_TOPIC", default_value = "model-votes")]
+    pub votes_topic: String,
+    /// Topic of scaling decisions.
+    #[arg(long, env = "DECISIONS_TOPIC", default_value = "scaling-decisions")]
+    pub decisions_topic: String,
+    /// Partitions of the topics created at start-up (Kafka).
+    #[arg(long, env = "KAFKA_PARTITIONS", default_value_t = 3)]
+    pub kafka_partitions: i32,
+    /// Replication factor of the topics created at start-up (Kafka).
+    #[arg(long, env = "KAFKA_REPLICATION", default_value_t = 1)]
+    pub kafka_replication: i32,
+    /// Prefix of every consumer group id (several pipelines on one cluster).
+    #[arg(long, env = "KAFKA_GROUP_PREFIX", default_value = "")]
+    pub kafka_group_prefix: String,
 }
 
 /// Where metrics come from.
@@ -141,6 +191,14 @@ pub struct AggregatorOpts {
         default_value_t = 250.0
     )]
     pub sla_p95_ms: f64,
+    /// Lock-step replay: how long to wait for a poll's decisions before going on without them
+    /// (longer than the scaler's decision window).
+    #[arg(
+        long = "decision-wait-sec",
+        env = "AUTOSCALER_DECISION_WAIT_SEC",
+        default_value_t = 60
+    )]
+    pub decision_wait_sec: u64,
     /// Metrics CSV (development mode).
     #[arg(
         long,
@@ -263,6 +321,22 @@ pub struct ScalerArgs {
     /// Replicas a simulated service starts with (must match the replay's).
     #[arg(long, env = "AUTOSCALER_INITIAL_REPLICAS", default_value_t = 2)]
     pub initial_replicas: u32,
+    /// Docker daemon of the swarm actuator: `unix:///path/docker.sock`, a socket path, or
+    /// `tcp://host:port`.
+    #[arg(
+        long,
+        env = "DOCKER_HOST",
+        default_value = "unix:///var/run/docker.sock"
+    )]
+    pub docker_host: String,
+    /// Per-service policies (JSON: `{"services": {"orders": {"min": 2, "max": 8}}}`) for the
+    /// swarm actuator; a service's `autoscaler.*` labels win where both set a field.
+    #[arg(long, env = "AUTOSCALER_POLICY_FILE")]
+    pub policy_file: Option<PathBuf>,
+    /// State database (SQLite): cooldowns, stabilization history, decided vector ids and the
+    /// decision log survive restarts. Without it, a restart forgets them.
+    #[arg(long, env = "STATE_DB")]
+    pub state_db: Option<PathBuf>,
     #[command(flatten)]
     pub opts: ScalerOpts,
     #[command(flatten)]

@@ -1,70 +1,38 @@
-//! Default models: trained from simulated data when `models/` has none.
+//! Default models: `models/` ships them (trained by `scripts/train-default-models.sh`); when a
+//! directory lacks them, they are trained here the same way and cached there.
 //!
-//! Training data come from `autoscaler-simulator`'s synthetic traces (diurnal, spiky, ramp and
-//! step shapes, never the demo's NASA trace) under a random replica policy. Labels are future
-//! only (p95 above the SLA in any of the next `horizon` polls). The last run is held out: the
-//! models train on the others and are scored on it, and the scores go in `metadata.json`.
+//! The same way: simulated training runs (`autoscaler training-data`: synthetic diurnal, spiky,
+//! ramp and step traces under a random replica policy, never the demo's NASA trace), then
+//! `autoscaler train --split by-run --seed <seed>` with every other option at its default
+//! (future-only labels, horizon 2, validation runs for the threshold, test runs for the
+//! scores).
 
 use std::path::Path;
 
 use anyhow::Context;
 use autoscaler_contract::ModelKind;
-use autoscaler_models::{
-    default_feature_names, input_row, save, train, Dataset, MetadataExtra, Model, TrainParams,
-};
-use autoscaler_simulator::{generate_training_runs, TrainingDataConfig, TrainingRun};
+use autoscaler_simulator::TrainingDataConfig;
+use autoscaler_training::{load_csvs, train_models, BadRows, DataInput};
+use clap::{Args, FromArgMatches};
 use indicatif::{ProgressBar, ProgressStyle};
 
-/// Rows of a run with a known label and every feature present, in time order.
-fn dataset(runs: &[TrainingRun]) -> (Dataset, usize) {
-    let names = default_feature_names();
-    let mut d = Dataset {
-        feature_names: names.clone(),
-        rows: Vec::new(),
-        labels: Vec::new(),
-    };
-    let mut skipped = 0;
-    for run in runs {
-        for row in &run.rows {
-            match (
-                row.sla_violated,
-                input_row(&row.features, Some(row.replicas), &names),
-            ) {
-                (Some(label), Ok(x)) => {
-                    d.rows.push(x);
-                    d.labels.push(label);
-                }
-                // Unknown label (end of run) or a missing feature: left out, never imputed as 0.
-                _ => skipped += 1,
-            }
-        }
-    }
-    (d, skipped)
-}
+use crate::train_cmd::TrainArgs;
 
-fn accuracy(model: &dyn Model, d: &Dataset) -> anyhow::Result<serde_json::Value> {
-    let p = model.predict_proba_batch(&d.rows)?;
-    let (mut tp, mut fp, mut tn, mut fneg) = (0u32, 0u32, 0u32, 0u32);
-    for (p, y) in p.iter().zip(&d.labels) {
-        match (*p > model.threshold(), *y) {
-            (true, true) => tp += 1,
-            (true, false) => fp += 1,
-            (false, false) => tn += 1,
-            (false, true) => fneg += 1,
-        }
-    }
-    let n = (tp + fp + tn + fneg).max(1) as f64;
-    let precision = tp as f64 / ((tp + fp).max(1)) as f64;
-    let recall = tp as f64 / ((tp + fneg).max(1)) as f64;
-    Ok(serde_json::json!({
-        "split": "held-out run (the last simulated run)",
-        "rows": d.rows.len(),
-        "accuracy": (tp + tn) as f64 / n,
-        "precision": precision,
-        "recall": recall,
-        "f1": if precision + recall > 0.0 { 2.0 * precision * recall / (precision + recall) } else { 0.0 },
-        "tp": tp, "fp": fp, "tn": tn, "fn": fneg,
-    }))
+/// The `train` options of the default models: `--split by-run --seed <seed> --sla-p95-ms <sla>`.
+fn default_train_args(csv: &Path, sla_p95_ms: f64, seed: u64) -> anyhow::Result<TrainArgs> {
+    let cmd = TrainArgs::augment_args(clap::Command::new("train").no_binary_name(true));
+    let argv = [
+        "--data".to_string(),
+        csv.display().to_string(),
+        "--split".into(),
+        "by-run".into(),
+        "--seed".into(),
+        seed.to_string(),
+        "--sla-p95-ms".into(),
+        sla_p95_ms.to_string(),
+    ];
+    let m = cmd.try_get_matches_from(argv)?;
+    Ok(TrainArgs::from_arg_matches(&m)?)
 }
 
 /// Train and save every model missing from `dir`. Returns the models trained.
@@ -85,42 +53,37 @@ pub fn ensure(dir: &Path, sla_p95_ms: f64, seed: u64) -> anyhow::Result<Vec<Mode
             .join(", "),
         dir.display()
     );
-    let bar = ProgressBar::new(missing.len() as u64 + 1).with_style(
+    let bar = ProgressBar::new(2 + 2 * missing.len() as u64 + 1).with_style(
         ProgressStyle::with_template("{spinner} [{bar:30}] {pos}/{len} {msg}")
             .expect("valid template"),
     );
     bar.set_message("simulating training runs");
-    let cfg = TrainingDataConfig {
-        sla_p95_ms,
+    let csv = std::env::temp_dir().join(format!(
+        "autoscaler-default-training-{}-{seed}.csv",
+        std::process::id()
+    ));
+    let sim = TrainingDataConfig {
         seed,
         ..TrainingDataConfig::default()
     };
-    let runs = generate_training_runs(&cfg);
-    let (train_runs, held_out) = runs.split_at(runs.len() - 1);
-    let (train_set, skipped) = dataset(train_runs);
-    let (test_set, _) = dataset(held_out);
+    autoscaler_training::simulated_csv(&sim, &csv)?;
     bar.inc(1);
-    let params = TrainParams {
-        seed,
-        ..TrainParams::default()
-    };
-    for kind in missing.iter().copied() {
-        bar.set_message(format!("training {kind}"));
-        let model = train(kind, &train_set, &params)
-            .with_context(|| format!("training the default {kind} model"))?;
-        let mut scores = accuracy(model.as_ref(), &test_set)?;
-        scores["skipped_rows"] = serde_json::json!(skipped);
-        let extra = MetadataExtra {
-            horizon: cfg.horizon as u32,
-            sla_p95_ms,
-            created_at: chrono::Utc::now().to_rfc3339(),
-            threshold: None,
-            scores,
-        };
-        save(model.as_ref(), dir, &extra)
-            .with_context(|| format!("saving the {kind} model to {}", dir.display()))?;
-        bar.inc(1);
-    }
+    let result = (|| {
+        let args = default_train_args(&csv, sla_p95_ms, seed)?;
+        let mut cfg = args.config()?;
+        cfg.kinds = missing.clone();
+        let loaded = load_csvs(
+            &[DataInput::parse(&csv.display().to_string())],
+            BadRows::Fail,
+        )?;
+        train_models(&loaded, &cfg, dir, &mut |step: &str| {
+            bar.set_message(step.to_string());
+            bar.inc(1);
+        })
+        .with_context(|| format!("training the default models into {}", dir.display()))
+    })();
+    let _ = std::fs::remove_file(&csv);
     bar.finish_and_clear();
+    result?;
     Ok(missing)
 }

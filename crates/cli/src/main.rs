@@ -9,9 +9,13 @@
 //! (every problem listed); 130 stopped by a second signal.
 
 mod args;
+mod bench_cmd;
 mod default_models;
 mod pipeline;
+mod reload;
 mod report;
+mod tail;
+mod train_cmd;
 
 use std::io::{IsTerminal, Write};
 use std::sync::{Arc, Mutex};
@@ -91,9 +95,18 @@ async fn dispatch(cmd: Command) -> anyhow::Result<()> {
     let shutdown = shutdown_on_signal();
     match cmd {
         Command::Aggregator(a) => {
-            let cfg = pipeline::aggregator_config(&a.opts)?;
+            let mut cfg = pipeline::aggregator_config(&a.opts)?;
+            cfg.metrics_topic = a.bus.metrics_topic.clone();
+            cfg.decisions_topic = a.bus.decisions_topic.clone();
+            if let (autoscaler_aggregator::Source::Replay(r), args::BusKind::Kafka) =
+                (&mut cfg.source, a.bus.bus)
+            {
+                // Over Kafka the consumers check a vector's age against the wall clock: the
+                // replay runs from now (its vector ids are then unique per run, too).
+                r.start_time = chrono::Utc::now();
+            }
             let needs_peers = cfg.mode == autoscaler_aggregator::Mode::Production;
-            let bus = pipeline::standalone_bus(&a.bus, needs_peers)?;
+            let bus = pipeline::standalone_bus(&a.bus, needs_peers).await?;
             let report = autoscaler_aggregator::run(
                 cfg,
                 autoscaler_aggregator::AggregatorDeps {
@@ -110,16 +123,21 @@ async fn dispatch(cmd: Command) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Inference(a) => {
-            let bus = pipeline::standalone_bus(&a.bus, true)?;
             let model = autoscaler_models::load(a.model, &a.models.models_dir)
                 .with_context(|| format!("loading {}", a.model))?;
+            let bus = pipeline::standalone_bus(&a.bus, true).await?;
             let mut cfg = autoscaler_inference::InferenceConfig::new(a.model);
+            cfg.metrics_topic = a.bus.metrics_topic.clone();
+            cfg.votes_topic = a.bus.votes_topic.clone();
             cfg.max_skew_secs = (a.max_skew_sec > 0).then_some(a.max_skew_sec);
             let deps = autoscaler_inference::InferenceDeps {
                 bus,
                 model: Arc::from(model),
             };
-            autoscaler_inference::run(cfg, deps, shutdown).await?;
+            // Reload on SIGHUP or when the artefact changes; no vector is lost in the swap.
+            let models =
+                reload::watch_models(a.model, a.models.models_dir.clone(), deps.model.clone())?;
+            autoscaler_inference::run_with_reload(cfg, deps, models, shutdown).await?;
             Ok(())
         }
         Command::Scaler(a) => {
@@ -132,15 +150,25 @@ async fn dispatch(cmd: Command) -> anyhow::Result<()> {
                     a.initial_replicas,
                 )),
                 ActuatorKind::Swarm => {
-                    return Err(ConfigError(vec![
-                        "the Docker Swarm actuator is not part of this build yet: use \
-                         --actuator simulated or dry-run"
-                            .into(),
-                    ])
-                    .into())
+                    let policy_file = match &a.policy_file {
+                        Some(p) => autoscaler_scaler::PolicyFile::load(p)
+                            .map_err(|e| ConfigError(vec![e.to_string()]))?,
+                        None => autoscaler_scaler::PolicyFile::default(),
+                    };
+                    Arc::new(autoscaler_scaler::SwarmActuator::new(
+                        autoscaler_scaler::SwarmConfig {
+                            docker_host: a.docker_host.clone(),
+                            policy_file,
+                            ..Default::default()
+                        },
+                    ))
                 }
             };
-            let bus = pipeline::standalone_bus(&a.bus, true)?;
+            let mut cfg = cfg;
+            cfg.state_db = a.state_db.clone();
+            cfg.votes_topic = a.bus.votes_topic.clone();
+            cfg.decisions_topic = a.bus.decisions_topic.clone();
+            let bus = pipeline::standalone_bus(&a.bus, true).await?;
             autoscaler_scaler::run(
                 cfg,
                 autoscaler_scaler::ScalerDeps { bus, actuator },
@@ -150,6 +178,11 @@ async fn dispatch(cmd: Command) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Run(a) => run_all(a, shutdown).await,
+        Command::Tail(a) => tail::run(a, shutdown).await,
+        Command::BenchKafka(a) => bench_cmd::run(a, shutdown).await,
+        Command::Train(a) => train_cmd::train(&a),
+        Command::Evaluate(a) => train_cmd::evaluate_cmd(&a),
+        Command::TrainingData(a) => train_cmd::training_data(&a),
         Command::Demo(a) => demo(a, shutdown).await,
     }
 }

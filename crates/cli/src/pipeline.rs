@@ -96,7 +96,7 @@ pub fn aggregator_config(o: &AggregatorOpts) -> Result<AggregatorConfig, ConfigE
                 speed: (o.speed > 0.0).then_some(o.speed),
                 initial_replicas: o.initial_replicas,
                 seed: o.seed,
-                decision_wait: Duration::from_secs(30),
+                decision_wait: Duration::from_secs(o.decision_wait_sec.max(1)),
                 sla_p95_ms: o.sla_p95_ms,
             }))
         }
@@ -160,19 +160,55 @@ pub fn scaler_config(o: &ScalerOpts) -> Result<ScalerConfig, ConfigError> {
     }
 }
 
+/// The Kafka configuration from the bus options and `KAFKA_PROP_*` environment variables.
+pub fn kafka_config(b: &BusArgs) -> autoscaler_bus::kafka::KafkaConfig {
+    let mut cfg = autoscaler_bus::kafka::KafkaConfig::new(&b.kafka_bootstrap_servers)
+        .with_env_properties(std::env::vars());
+    cfg.partitions = b.kafka_partitions;
+    cfg.replication = b.kafka_replication;
+    cfg.group_prefix = b.kafka_group_prefix.clone();
+    cfg
+}
+
+/// Connect to Kafka and create the pipeline's topics (and their dead-letter topics) if absent.
+pub async fn kafka_bus(b: &BusArgs) -> anyhow::Result<autoscaler_bus::kafka::KafkaBus> {
+    let bus = autoscaler_bus::kafka::KafkaBus::new(kafka_config(b))
+        .with_context(|| format!("Kafka client for {}", b.kafka_bootstrap_servers))?;
+    let dlqs = [
+        autoscaler_bus::dlq_topic(&b.metrics_topic),
+        autoscaler_bus::dlq_topic(&b.votes_topic),
+    ];
+    let topics = [
+        b.metrics_topic.as_str(),
+        b.votes_topic.as_str(),
+        b.decisions_topic.as_str(),
+        dlqs[0].as_str(),
+        dlqs[1].as_str(),
+    ];
+    bus.ensure_topics(&topics)
+        .await
+        .with_context(|| format!("creating topics on Kafka at {}", b.kafka_bootstrap_servers))?;
+    Ok(bus)
+}
+
 /// The bus for a service running alone in its process.
-pub fn standalone_bus(b: &BusArgs, needs_peers: bool) -> Result<Arc<dyn Bus>, ConfigError> {
+pub async fn standalone_bus(b: &BusArgs, needs_peers: bool) -> anyhow::Result<Arc<dyn Bus>> {
+    if b.kafka_partitions < 1 || b.kafka_replication < 1 {
+        return Err(ConfigError(vec![format!(
+            "Kafka partitions and replication must be at least 1, got {} and {}",
+            b.kafka_partitions, b.kafka_replication
+        )])
+        .into());
+    }
     match b.bus {
         BusKind::Memory if needs_peers => Err(ConfigError(vec![
             "the memory bus only connects services inside one process: use `autoscaler run` \
              for the whole pipeline in one process, or BUS=kafka"
                 .into(),
-        ])),
+        ])
+        .into()),
         BusKind::Memory => Ok(Arc::new(MemoryBus::new(b.bus_capacity, b.bus_overflow))),
-        BusKind::Kafka => Err(ConfigError(vec![format!(
-            "the Kafka bus ({}) is not part of this build yet: use `autoscaler run` (memory bus)",
-            b.kafka_bootstrap_servers
-        )])),
+        BusKind::Kafka => Ok(Arc::new(kafka_bus(b).await?)),
     }
 }
 

@@ -1,60 +1,9 @@
 //! The `autoscaler` binary as a user runs it: exit codes, the embedded pipeline, the demo.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-use std::sync::OnceLock;
+use std::path::Path;
 
-fn bin() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_autoscaler"));
-    // The tests must not pick up an operator's settings.
-    for var in [
-        "VOTING_STRATEGY",
-        "SERVICES",
-        "POLL_INTERVAL_SEC",
-        "MODE",
-        "BUS",
-        "MODELS_DIR",
-        "AUTOSCALER_SEED",
-        "DECISION_WINDOW_SEC",
-    ] {
-        c.env_remove(var);
-    }
-    c.env("RUST_LOG", "warn");
-    c
-}
-
-fn run(args: &[&str]) -> Output {
-    bin().args(args).output().expect("binary runs")
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-/// Models trained once for all tests of this file (the binary trains them on first use).
-fn models_dir() -> &'static Path {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let dir =
-            std::env::temp_dir().join(format!("autoscaler-cli-test-models-{}", std::process::id()));
-        let out = run(&[
-            "run",
-            "--models-dir",
-            dir.to_str().unwrap(),
-            "--duration-hours",
-            "0.1",
-        ]);
-        assert!(
-            out.status.success(),
-            "training defaults: {}",
-            text(&out.stderr)
-        );
-        for m in ["xgboost", "random_forest", "logistic_regression"] {
-            assert!(dir.join(m).join("metadata.json").exists(), "{m} saved");
-        }
-        dir
-    })
-}
+mod common;
+use common::{models_dir, run, text};
 
 #[test]
 fn help_lists_every_subcommand() {

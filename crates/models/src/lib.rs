@@ -446,6 +446,16 @@ pub struct ModelMetadata {
     pub hyper_parameters: serde_json::Value,
     /// Library that fitted the model.
     pub library: String,
+    /// Per-feature values (training-split medians) that stand in for a missing input, in
+    /// [`ModelMetadata::feature_names`] order; `None` for models saved without one. Written by
+    /// `autoscaler train`; used by `autoscaler evaluate` (the inference service abstains on a
+    /// missing input instead: it never acts on a guess).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub imputation: Option<Vec<f64>>,
+    /// What the model was trained on (input files and their sha256, split, label definition,
+    /// per-service SLAs); free form, `null` when unknown.
+    #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
+    pub training_data: serde_json::Value,
 }
 
 /// What [`save`] records beside the model that the model itself does not know.
@@ -461,6 +471,12 @@ pub struct MetadataExtra {
     pub threshold: Option<f64>,
     /// Validation metrics.
     pub scores: serde_json::Value,
+    /// See [`ModelMetadata::imputation`].
+    #[serde(default)]
+    pub imputation: Option<Vec<f64>>,
+    /// See [`ModelMetadata::training_data`].
+    #[serde(default)]
+    pub training_data: serde_json::Value,
 }
 
 enum Engine {
@@ -681,7 +697,18 @@ pub fn save(
         created_at: meta_extra.created_at.clone(),
         hyper_parameters: m.hyper_parameters.clone(),
         library: m.library(),
+        imputation: meta_extra.imputation.clone(),
+        training_data: meta_extra.training_data.clone(),
     };
+    if let Some(imp) = &meta.imputation {
+        if imp.len() != meta.feature_names.len() || imp.iter().any(|v| !v.is_finite()) {
+            return Err(ModelError::InvalidParams(format!(
+                "imputation has {} values for {} features (all must be finite)",
+                imp.len(),
+                meta.feature_names.len()
+            )));
+        }
+    }
     let model_path = dir.join(MODEL_FILE);
     write_file(&model_path, &m.model_bytes)?;
     let meta_path = dir.join(METADATA_FILE);
@@ -693,6 +720,16 @@ pub fn save(
     write_file(&meta_path, &meta_bytes)?;
     tracing::info!(model = %m.kind, version = %m.version, dir = %dir.display(), "saved model");
     Ok(())
+}
+
+/// Read and parse `models_dir/<kind>/metadata.json` (no model file is read).
+pub fn read_metadata(kind: ModelKind, models_dir: &Path) -> Result<ModelMetadata, ModelError> {
+    let meta_path = models_dir.join(kind.as_str()).join(METADATA_FILE);
+    let bytes = read_file(&meta_path)?;
+    serde_json::from_slice(&bytes).map_err(|source| ModelError::Json {
+        path: meta_path,
+        source,
+    })
 }
 
 /// Load `models_dir/<kind>/{model.json,metadata.json}`.

@@ -71,6 +71,8 @@ fn extra() -> MetadataExtra {
         created_at: "2024-01-01T00:00:00Z".into(),
         threshold: Some(0.4),
         scores: serde_json::json!({"f1": 0.93}),
+        imputation: None,
+        training_data: serde_json::Value::Null,
     }
 }
 

@@ -373,6 +373,10 @@ async fn run_replay(
                         d = decisions.recv() => d,
                     };
                     let Some(got) = got else { break };
+                    if let Ok(delivery) = &got {
+                        // Applying a decision is idempotent (it sets a count): done on receipt.
+                        decisions.ack(delivery).await?;
+                    }
                     if let Some(d) = read_decision(got, &mut report) {
                         waiting.remove(&d.vector_id);
                         apply_decision(&cluster, &d, t, &mut report);
@@ -388,6 +392,8 @@ async fn run_replay(
     if let Some(csv) = csv.as_mut() {
         csv.flush()?;
     }
+    deps.bus.flush(Duration::from_secs(10)).await?;
+    decisions.close().await?;
     tracing::info!(
         ticks = report.ticks,
         vectors = report.vectors,
@@ -433,6 +439,11 @@ async fn drain_decisions(
 ) {
     // A zero timeout polls the receive once: it yields what is queued and nothing else.
     while let Ok(Some(got)) = tokio::time::timeout(Duration::ZERO, sub.recv()).await {
+        if let Ok(delivery) = &got {
+            if let Err(e) = sub.ack(delivery).await {
+                tracing::warn!(error = %e, "decision not acknowledged");
+            }
+        }
         if let Some(d) = read_decision(got, report) {
             apply_decision(cluster, &d, t, report);
         }

@@ -18,7 +18,7 @@ use autoscaler_bus::{dead_letter, Bus, BusError, Outgoing};
 use autoscaler_contract::{
     decode, encode, FeatureVector, ModelKind, Vote, METRICS_TOPIC, SCHEMA_VERSION, VOTES_TOPIC,
 };
-use autoscaler_models::{input_row, input_row_one_fewer, Model};
+use autoscaler_models::{input_row, input_row_one_fewer, is_known_feature, Model};
 use tokio_util::sync::CancellationToken;
 
 /// Default allowed age of a vector (now − metric time), seconds; as in the Sock Shop seed.
@@ -72,6 +72,14 @@ pub enum InferenceError {
         /// Loaded.
         loaded: ModelKind,
     },
+    /// The model takes inputs a feature vector cannot give.
+    #[error("model {version} takes features a feature vector does not have: {} (known: the ten contract features, rps_per_replica, cpu_per_replica_pct)", .unknown.join(", "))]
+    FeatureMismatch {
+        /// The model's version.
+        version: String,
+        /// Its unknown features.
+        unknown: Vec<String>,
+    },
     /// The bus failed.
     #[error("bus: {0}")]
     Bus(#[from] BusError),
@@ -86,6 +94,8 @@ pub struct InferenceReport {
     pub abstentions: u64,
     /// Vectors dead-lettered.
     pub dead_letters: u64,
+    /// Models swapped in while running.
+    pub reloads: u64,
 }
 
 /// The vote of `model` on `vector`. Pure: no I/O.
@@ -140,12 +150,46 @@ pub async fn run(
     deps: InferenceDeps,
     shutdown: CancellationToken,
 ) -> Result<InferenceReport, InferenceError> {
-    if deps.model.kind() != cfg.model {
+    let (_keep, models) = tokio::sync::watch::channel(deps.model.clone());
+    run_with_reload(cfg, deps, models, shutdown).await
+}
+
+/// Check that `model` is the configured kind and that every one of its inputs can be built
+/// from a feature vector (the ten contract features, and the per-replica ones).
+pub fn check_model(cfg: &InferenceConfig, model: &dyn Model) -> Result<(), InferenceError> {
+    if model.kind() != cfg.model {
         return Err(InferenceError::WrongModel {
             configured: cfg.model,
-            loaded: deps.model.kind(),
+            loaded: model.kind(),
         });
     }
+    let unknown: Vec<String> = model
+        .feature_names()
+        .iter()
+        .filter(|n| !is_known_feature(n))
+        .cloned()
+        .collect();
+    if !unknown.is_empty() {
+        return Err(InferenceError::FeatureMismatch {
+            version: model.version().to_string(),
+            unknown,
+        });
+    }
+    Ok(())
+}
+
+/// [`run`], swapping in the model sent on `models` whenever it changes (e.g. reloaded on
+/// SIGHUP). The swap happens between two vectors: each vector is voted on exactly once, by the
+/// old model or the new one. A model that fails [`check_model`] is refused (logged) and the
+/// current one kept.
+pub async fn run_with_reload(
+    cfg: InferenceConfig,
+    deps: InferenceDeps,
+    mut models: tokio::sync::watch::Receiver<Arc<dyn Model>>,
+    shutdown: CancellationToken,
+) -> Result<InferenceReport, InferenceError> {
+    let mut deps = deps;
+    check_model(&cfg, deps.model.as_ref())?;
     let mut sub = deps.bus.subscribe(&cfg.metrics_topic, &cfg.group).await?;
     let mut report = InferenceReport::default();
     tracing::info!(model = %cfg.model, version = deps.model.version(), group = %cfg.group,
@@ -177,6 +221,20 @@ pub async fn run(
                 report.dead_letters += 1;
             }
             Ok(vector) => {
+                if models.has_changed().unwrap_or(false) {
+                    let next = models.borrow_and_update().clone();
+                    match check_model(&cfg, next.as_ref()) {
+                        Ok(()) => {
+                            tracing::info!(model = %cfg.model, from = deps.model.version(),
+                                to = next.version(), "model reloaded");
+                            deps.model = next;
+                            report.reloads += 1;
+                        }
+                        Err(e) => {
+                            tracing::error!(error = %e, "refusing the reloaded model; keeping the current one")
+                        }
+                    }
+                }
                 let vote = vote_for(deps.model.as_ref(), &vector);
                 if let Some(reason) = &vote.abstain_reason {
                     report.abstentions += 1;
@@ -196,6 +254,7 @@ pub async fn run(
         sub.ack(&delivery).await?;
     }
     deps.bus.flush(Duration::from_secs(5)).await?;
+    sub.close().await?;
     tracing::info!(model = %cfg.model, votes = report.votes, "inference stopped");
     Ok(report)
 }
@@ -338,5 +397,163 @@ mod tests {
         shutdown.cancel();
         let r = task.await.unwrap().unwrap();
         assert_eq!((r.votes, r.dead_letters), (1, 3));
+    }
+}
+
+#[cfg(test)]
+mod reload_tests {
+    use super::*;
+    use autoscaler_bus::{MemoryBus, Overflow};
+    use autoscaler_contract::{Features, VectorId};
+    use autoscaler_models::ModelError;
+    use chrono::DateTime;
+    use std::collections::BTreeMap;
+
+    /// A constant model with a version and feature list of our choosing.
+    struct Fixed {
+        version: String,
+        names: Vec<String>,
+        p: f64,
+    }
+
+    impl Model for Fixed {
+        fn kind(&self) -> ModelKind {
+            ModelKind::Xgboost
+        }
+        fn version(&self) -> &str {
+            &self.version
+        }
+        fn threshold(&self) -> f64 {
+            0.5
+        }
+        fn feature_names(&self) -> &[String] {
+            &self.names
+        }
+        fn predict_proba_batch(&self, rows: &[Vec<f64>]) -> Result<Vec<f64>, ModelError> {
+            Ok(vec![self.p; rows.len()])
+        }
+    }
+
+    fn fixed(version: &str, names: &[&str], p: f64) -> Arc<dyn Model> {
+        Arc::new(Fixed {
+            version: version.into(),
+            names: names.iter().map(|s| s.to_string()).collect(),
+            p,
+        })
+    }
+
+    fn vector(poll: u64) -> FeatureVector {
+        let t = DateTime::from_timestamp(1_720_000_000 + poll as i64 * 30, 0).unwrap();
+        FeatureVector {
+            schema_version: SCHEMA_VERSION,
+            vector_id: VectorId::new("orders", poll, t),
+            timestamp: t,
+            metric_time: t,
+            service: "orders".into(),
+            poll,
+            replicas: Some(2),
+            stale: false,
+            stale_reason: None,
+            features: Features {
+                p95_latency_ms: Some(40.0),
+                ..Features::default()
+            },
+        }
+    }
+
+    fn config() -> InferenceConfig {
+        let mut cfg = InferenceConfig::new(ModelKind::Xgboost);
+        cfg.max_skew_secs = None;
+        cfg
+    }
+
+    #[tokio::test]
+    async fn swapping_the_model_loses_no_vector_and_votes_each_once() {
+        let bus = MemoryBus::new(8, Overflow::Block);
+        let mut votes = bus.subscribe(VOTES_TOPIC, "t").await.unwrap();
+        let (tx, rx) = tokio::sync::watch::channel(fixed("v1", &["p95_latency_ms"], 0.1));
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(run_with_reload(
+            config(),
+            InferenceDeps {
+                bus: Arc::new(bus.clone()),
+                model: fixed("v1", &["p95_latency_ms"], 0.1),
+            },
+            rx,
+            shutdown.clone(),
+        ));
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        const N: u64 = 300;
+        let publisher = {
+            let bus = bus.clone();
+            tokio::spawn(async move {
+                for poll in 0..N {
+                    bus.publish(Outgoing::new(
+                        METRICS_TOPIC,
+                        "orders",
+                        encode(&vector(poll)),
+                    ))
+                    .await
+                    .unwrap();
+                    if poll % 7 == 0 {
+                        tokio::task::yield_now().await;
+                    }
+                }
+            })
+        };
+        // Swap models while vectors flow: a good one, a refused one (unknown feature), another
+        // good one.
+        let mut seen: BTreeMap<String, String> = BTreeMap::new();
+        let mut swaps = 0;
+        while (seen.len() as u64) < N {
+            let v: Vote = decode(&votes.recv().await.unwrap().unwrap().payload).unwrap();
+            assert!(
+                seen.insert(v.vector_id.to_string(), v.model_version.clone())
+                    .is_none(),
+                "vector {} voted twice",
+                v.vector_id
+            );
+            match seen.len() {
+                50 => {
+                    tx.send(fixed("v2", &["p95_latency_ms"], 0.9)).unwrap();
+                    swaps += 1;
+                }
+                120 => tx.send(fixed("bad", &["queue_depth"], 0.5)).unwrap(),
+                200 => {
+                    tx.send(fixed("v3", &["p95_latency_ms"], 0.3)).unwrap();
+                    swaps += 1;
+                }
+                _ => {}
+            }
+        }
+        publisher.await.unwrap();
+        shutdown.cancel();
+        let r = task.await.unwrap().unwrap();
+        assert_eq!(r.votes, N, "exactly one vote per vector");
+        assert_eq!(r.reloads, swaps);
+        let versions: Vec<&str> = seen.values().map(String::as_str).collect();
+        assert!(versions.contains(&"v1") && versions.contains(&"v2") && versions.contains(&"v3"));
+        assert!(
+            !versions.contains(&"bad"),
+            "a model with unknown features is never used"
+        );
+    }
+
+    #[tokio::test]
+    async fn refuses_a_model_whose_features_vectors_do_not_have() {
+        let bus = MemoryBus::new(8, Overflow::Block);
+        let model = fixed("x", &["p95_latency_ms", "queue_depth"], 0.5);
+        let err = run(
+            config(),
+            InferenceDeps {
+                bus: Arc::new(bus),
+                model,
+            },
+            CancellationToken::new(),
+        )
+        .await
+        .unwrap_err();
+        assert!(matches!(err, InferenceError::FeatureMismatch { .. }));
+        assert!(err.to_string().contains("queue_depth"), "{err}");
     }
 }

@@ -2,12 +2,14 @@
 //!
 //! [`Actuator`] is implemented here by [`SimulatedActuator`] (an in-memory cluster, for the
 //! replay and the demo) and [`DryRunActuator`] (reads, logs what it would do, changes nothing).
-//! Docker Swarm and EC2 implement the same trait.
+//! Docker Swarm ([`crate::swarm::SwarmActuator`]) and EC2 implement the same trait.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
+
+use crate::policy::ServicePolicy;
 
 /// Errors of an actuator, classified so the caller can choose to retry.
 #[derive(Debug, thiserror::Error)]
@@ -21,6 +23,15 @@ pub enum ActuatorError {
     /// Retrying will not help (bad request, forbidden, invalid replica count).
     #[error("actuation refused: {0}")]
     Refused(String),
+    /// The service's policy (labels, policy file) does not parse or contradicts itself; the
+    /// service is left alone until it is fixed.
+    #[error("bad policy for `{service}`: {}", .problems.join("; "))]
+    BadPolicy {
+        /// The service.
+        service: String,
+        /// Every problem.
+        problems: Vec<String>,
+    },
 }
 
 impl ActuatorError {
@@ -41,11 +52,19 @@ pub trait Actuator: Send + Sync {
     async fn set_replicas(&self, service: &str, replicas: u32) -> Result<(), ActuatorError>;
     /// Whether the backend answers.
     async fn healthcheck(&self) -> Result<(), ActuatorError>;
+    /// The service's own policy (bounds, SLA, strategy, dry-run), read fresh; fields it leaves
+    /// `None` fall back to the scaler's global configuration. Default: no policy of its own.
+    async fn policy(&self, _service: &str) -> Result<ServicePolicy, ActuatorError> {
+        Ok(ServicePolicy::default())
+    }
     /// Whether `set_replicas` really changes anything (false for dry-run).
     fn changes_cluster(&self) -> bool {
         true
     }
 }
+
+/// Policies (or their problems) per service.
+type Policies = HashMap<String, Result<ServicePolicy, Vec<String>>>;
 
 /// An in-memory cluster: a replica count per service.
 ///
@@ -55,6 +74,7 @@ pub trait Actuator: Send + Sync {
 #[derive(Clone, Debug)]
 pub struct SimulatedActuator {
     replicas: Arc<Mutex<HashMap<String, u32>>>,
+    policies: Arc<Mutex<Policies>>,
     initial_replicas: u32,
     only_known: bool,
 }
@@ -64,6 +84,7 @@ impl SimulatedActuator {
     pub fn new(initial_replicas: u32) -> Self {
         SimulatedActuator {
             replicas: Arc::default(),
+            policies: Arc::default(),
             initial_replicas,
             only_known: false,
         }
@@ -73,6 +94,7 @@ impl SimulatedActuator {
     pub fn with_services(services: &[(String, u32)]) -> Self {
         SimulatedActuator {
             replicas: Arc::new(Mutex::new(services.iter().cloned().collect())),
+            policies: Arc::default(),
             initial_replicas: 0,
             only_known: true,
         }
@@ -80,6 +102,14 @@ impl SimulatedActuator {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, u32>> {
         self.replicas.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Give `service` a policy of its own, or (`Err`) a broken one, as labels would.
+    pub fn set_policy(&self, service: &str, policy: Result<ServicePolicy, Vec<String>>) {
+        self.policies
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(service.into(), policy);
     }
 }
 
@@ -112,6 +142,18 @@ impl Actuator for SimulatedActuator {
 
     async fn healthcheck(&self) -> Result<(), ActuatorError> {
         Ok(())
+    }
+
+    async fn policy(&self, service: &str) -> Result<ServicePolicy, ActuatorError> {
+        let policies = self.policies.lock().unwrap_or_else(|e| e.into_inner());
+        match policies.get(service) {
+            None => Ok(ServicePolicy::default()),
+            Some(Ok(p)) => Ok(p.clone()),
+            Some(Err(problems)) => Err(ActuatorError::BadPolicy {
+                service: service.into(),
+                problems: problems.clone(),
+            }),
+        }
     }
 }
 
@@ -162,6 +204,13 @@ impl Actuator for DryRunActuator {
         match &self.inner {
             Some(a) => a.healthcheck().await,
             None => Ok(()),
+        }
+    }
+
+    async fn policy(&self, service: &str) -> Result<ServicePolicy, ActuatorError> {
+        match &self.inner {
+            Some(a) => a.policy(service).await,
+            None => Ok(ServicePolicy::default()),
         }
     }
 

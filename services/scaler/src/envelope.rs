@@ -7,17 +7,24 @@
 //! 1. replicas unknown → hold (fail closed), never assume a number;
 //! 2. no model could vote (stale or incomplete inputs) → hold;
 //! 3. outside `[min, max]` → brought back inside, whatever the vote;
-//! 4. scale up by at most `max_step`, clamped to `max`; not within `cooldown_up_secs` of the last
-//!    scale-up (a scale-down never delays a scale-up: adding capacity is the safe direction);
+//! 4. scale up by a step that grows with the urgency ([`step_for`]) up to `max_step`, clamped to
+//!    `max`; not within `cooldown_up_secs` of the last scale-up (a scale-down never delays a
+//!    scale-up: adding capacity is the safe direction);
 //! 5. scale down by one, never below `min`; not within `cooldown_up_secs` of the last scale-up nor
 //!    `cooldown_down_secs` of the last scale-down, and only to the *highest* replica count
 //!    recommended over the last `stabilization_secs` (Kubernetes HPA's scale-down stabilization:
 //!    every decision recommends a count — current + step for an "up", current for "no action",
 //!    current − 1 for a "down" — so one "up" or "no action" in the window holds the count).
+//!
+//! Per-service bounds (Swarm labels, a policy file) replace the global ones through
+//! [`EnvelopeConfig::with_policy`]; the state a restart must not forget is persisted by
+//! [`crate::store`].
 
 use std::collections::VecDeque;
 
 use autoscaler_contract::Verdict;
+
+use crate::policy::ServicePolicy;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -79,6 +86,69 @@ impl EnvelopeConfig {
     }
 }
 
+impl EnvelopeConfig {
+    /// This configuration with a service's own bounds in place of the global ones, or every
+    /// problem with the result (e.g. a label `autoscaler.min` above the global max).
+    pub fn with_policy(&self, p: &ServicePolicy) -> Result<EnvelopeConfig, Vec<String>> {
+        let mut cfg = self.clone();
+        if let Some(min) = p.min_replicas {
+            cfg.min_replicas = min;
+        }
+        if let Some(max) = p.max_replicas {
+            cfg.max_replicas = max;
+        }
+        let problems = cfg.problems();
+        if problems.is_empty() {
+            Ok(cfg)
+        } else {
+            Err(problems)
+        }
+    }
+}
+
+/// How far a service is from its SLA, as the ensemble and the metrics see it.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Severity {
+    /// The ensemble's P(violation): the weighted score, or the mean probability of the
+    /// non-abstaining votes.
+    pub probability: Option<f64>,
+    /// p95 latency over the service's SLA (1.0 = at the SLA).
+    pub p95_over_sla: Option<f64>,
+}
+
+impl Severity {
+    /// Urgency in [0, 1]: the larger of `(p − 0.5) / 0.5` (0 at an even bet, 1 at certainty) and
+    /// `p95/SLA − 1` (0 at the SLA, 1 at twice the SLA); `None` when neither is known.
+    pub fn urgency(&self) -> Option<f64> {
+        let from_p = self
+            .probability
+            .filter(|p| p.is_finite())
+            .map(|p| ((p - 0.5) / 0.5).clamp(0.0, 1.0));
+        let from_r = self
+            .p95_over_sla
+            .filter(|r| r.is_finite())
+            .map(|r| (r - 1.0).clamp(0.0, 1.0));
+        match (from_p, from_r) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        }
+    }
+}
+
+/// Replicas to add for a scale-up: `1 + floor(urgency · (max_step − 1))`, so between 1 and
+/// `max_step`. With `max_step` 1 the step is always 1; with nothing known about the urgency it
+/// is `max_step` (the behaviour before the step grew with the urgency).
+///
+/// Example with `max_step` 3: P(violation) 0.7 → urgency 0.4 → step 1; 0.8 → 0.6 → 2;
+/// p95 at 2× the SLA → 1 → 3.
+pub fn step_for(max_step: u32, s: &Severity) -> u32 {
+    let max_step = max_step.max(1);
+    match s.urgency() {
+        None => max_step,
+        Some(u) => (1 + (u * f64::from(max_step - 1)).floor() as u32).min(max_step),
+    }
+}
+
 /// What the envelope remembers about one service.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ServiceState {
@@ -102,6 +172,8 @@ pub struct Proposal {
     pub stale: bool,
     /// The vector's metric time.
     pub at: DateTime<Utc>,
+    /// How urgent a scale-up is (sizes the step).
+    pub severity: Severity,
 }
 
 /// What the envelope lets happen.
@@ -135,9 +207,10 @@ pub fn apply(cfg: &EnvelopeConfig, state: &mut ServiceState, p: &Proposal) -> Ou
     {
         state.recent.pop_front();
     }
+    let step = step_for(cfg.max_step, &p.severity);
     if let Some(current) = p.current.filter(|_| !p.stale) {
         let recommended = match p.verdict {
-            Verdict::ScaleUp => current.saturating_add(cfg.max_step),
+            Verdict::ScaleUp => current.saturating_add(step),
             Verdict::NoAction => current,
             Verdict::ScaleDown => current.saturating_sub(1),
         };
@@ -189,7 +262,13 @@ pub fn apply(cfg: &EnvelopeConfig, state: &mut ServiceState, p: &Proposal) -> Ou
                 ));
                 current
             } else {
-                let want = current.saturating_add(cfg.max_step);
+                let want = current.saturating_add(step);
+                if let Some(u) = p.severity.urgency().filter(|_| step > 1) {
+                    adj.push(format!(
+                        "step {step} (urgency {u:.2}, max step {})",
+                        cfg.max_step
+                    ));
+                }
                 if want > cfg.max_replicas {
                     adj.push(format!("clamped to max {}", cfg.max_replicas));
                 }
@@ -258,6 +337,7 @@ mod tests {
             current,
             stale: false,
             at: t(at),
+            severity: Severity::default(),
         }
     }
 
@@ -337,6 +417,57 @@ mod tests {
         assert_eq!(bad.problems().len(), 3);
     }
 
+    #[test]
+    fn the_step_grows_with_urgency_up_to_max_step() {
+        let sev = |p: Option<f64>, r: Option<f64>| Severity {
+            probability: p,
+            p95_over_sla: r,
+        };
+        // max_step 1: always 1, whatever the urgency.
+        assert_eq!(step_for(1, &sev(Some(1.0), Some(5.0))), 1);
+        // Nothing known: max_step, as before the step grew with urgency.
+        assert_eq!(step_for(3, &sev(None, None)), 3);
+        assert_eq!(step_for(3, &sev(Some(0.7), None)), 1);
+        assert_eq!(step_for(3, &sev(Some(0.8), None)), 2);
+        assert_eq!(step_for(3, &sev(Some(1.0), None)), 3);
+        assert_eq!(
+            step_for(3, &sev(Some(0.6), Some(2.0))),
+            3,
+            "p95 at 2x the SLA"
+        );
+        assert_eq!(step_for(3, &sev(Some(f64::NAN), None)), 3, "NaN is unknown");
+        let cfg = EnvelopeConfig {
+            max_step: 3,
+            ..EnvelopeConfig::default()
+        };
+        let mut st = ServiceState::default();
+        let mut p = prop(Verdict::ScaleUp, Some(2), 0);
+        p.severity = sev(Some(0.8), None);
+        let o = apply(&cfg, &mut st, &p);
+        assert_eq!(o.to, Some(4));
+        assert_eq!(o.adjustments, vec!["step 2 (urgency 0.60, max step 3)"]);
+    }
+
+    #[test]
+    fn a_service_policy_replaces_the_global_bounds() {
+        let cfg = EnvelopeConfig::default();
+        let p = ServicePolicy {
+            min_replicas: Some(2),
+            max_replicas: Some(4),
+            ..ServicePolicy::default()
+        };
+        let c = cfg.with_policy(&p).unwrap();
+        assert_eq!((c.min_replicas, c.max_replicas), (2, 4));
+        let only_min = ServicePolicy {
+            min_replicas: Some(12),
+            ..ServicePolicy::default()
+        };
+        assert_eq!(
+            cfg.with_policy(&only_min).unwrap_err(),
+            vec!["min replicas (12) is greater than max replicas (10)"]
+        );
+    }
+
     fn arb_verdict() -> impl proptest::strategy::Strategy<Value = Verdict> {
         prop_oneof![
             Just(Verdict::ScaleUp),
@@ -346,13 +477,15 @@ mod tests {
     }
 
     proptest! {
-        /// Whatever the votes, replicas that start inside the bounds stay inside; no scale-down
+        /// Whatever the votes and their urgency, replicas that start inside the bounds stay
+        /// inside; a scale-up adds at most `max_step`; no scale-down
         /// within the stabilization window after an "up" or a "no action"; no two scale-ups
-        /// within the cooldown.
+        /// within the up-cooldown; no scale-down within either cooldown.
         #[test]
         fn envelope_invariants(
             min in 1u32..4, span in 0u32..6, step in 1u32..4, start in 0u32..10,
-            steps in proptest::collection::vec((arb_verdict(), 1i64..200), 1..80)
+            steps in proptest::collection::vec(
+                (arb_verdict(), 1i64..200, proptest::option::of(0.0f64..=1.0)), 1..80)
         ) {
             let cfg = EnvelopeConfig { min_replicas: min, max_replicas: min + span, max_step: step,
                 ..EnvelopeConfig::default() };
@@ -361,16 +494,23 @@ mod tests {
             let mut now = 0i64;
             let mut last_hold_rec: Option<i64> = None;
             let mut last_up_act: Option<i64> = None;
-            for (v, dt) in steps {
+            let mut last_down_act: Option<i64> = None;
+            for (v, dt, probability) in steps {
                 now += dt;
                 if v != Verdict::ScaleDown { last_hold_rec = Some(now); }
-                let o = apply(&cfg, &mut st, &prop(v, Some(cur), now));
+                let mut p = prop(v, Some(cur), now);
+                p.severity = Severity { probability, p95_over_sla: None };
+                let o = apply(&cfg, &mut st, &p);
                 let to = o.to.unwrap();
                 prop_assert!(to >= cfg.min_replicas && to <= cfg.max_replicas);
                 if to < cur {
                     // Nothing but "down" recommended within the window.
                     prop_assert!(last_hold_rec.is_none_or(|u| now - u >= cfg.stabilization_secs as i64));
                     prop_assert_eq!(cur - to, 1);
+                    // Neither cooldown is cut short by a scale-down.
+                    prop_assert!(last_up_act.is_none_or(|u| now - u >= cfg.cooldown_up_secs as i64));
+                    prop_assert!(last_down_act.is_none_or(|d| now - d >= cfg.cooldown_down_secs as i64));
+                    last_down_act = Some(now);
                 }
                 if to > cur {
                     prop_assert!(last_up_act.is_none_or(|u| now - u >= cfg.cooldown_up_secs as i64));

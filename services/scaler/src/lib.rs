@@ -9,12 +9,22 @@
 //! Each vector is decided exactly once; late, duplicate and unknown-model votes are logged,
 //! counted and change nothing. A vote that does not decode or breaks the contract goes to
 //! `model-votes.dlq`.
+//!
+//! Per service, the actuator supplies a [`policy`] (Swarm labels or a policy file: bounds, SLA,
+//! strategy, dry-run) that replaces the global settings; a broken policy holds that service
+//! only. With a state database ([`ScalerConfig::state_db`], [`store`]) cooldowns, the
+//! stabilization history and the decided vector ids survive a restart, even a SIGKILL.
+//! The Docker Swarm actuator is [`swarm::SwarmActuator`].
 #![deny(missing_docs)]
 
 pub mod actuator;
 pub mod envelope;
+pub mod policy;
+pub mod store;
+pub mod swarm;
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -29,7 +39,10 @@ use autoscaler_voting::{
 use tokio_util::sync::CancellationToken;
 
 pub use actuator::{Actuator, ActuatorError, DryRunActuator, SimulatedActuator};
-pub use envelope::{EnvelopeConfig, ServiceState};
+pub use envelope::{EnvelopeConfig, ServiceState, Severity};
+pub use policy::{PolicyFile, ServicePolicy};
+pub use store::{Store, StoreError};
+pub use swarm::{SwarmActuator, SwarmConfig};
 
 /// Default decision window, seconds.
 pub const DEFAULT_DECISION_WINDOW_SECS: u64 = 5;
@@ -51,6 +64,9 @@ pub struct ScalerConfig {
     pub envelope: EnvelopeConfig,
     /// Decide and publish, but change nothing ("would scale").
     pub dry_run: bool,
+    /// The state database (SQLite); `None`: state lives in memory and a restart forgets
+    /// cooldowns and decided ids.
+    pub state_db: Option<PathBuf>,
 }
 
 impl ScalerConfig {
@@ -64,6 +80,7 @@ impl ScalerConfig {
             group: "scaler".into(),
             envelope: EnvelopeConfig::default(),
             dry_run: false,
+            state_db: None,
         }
     }
 
@@ -100,6 +117,9 @@ pub enum ScalerError {
     /// The bus failed.
     #[error("bus: {0}")]
     Bus(#[from] BusError),
+    /// The state store failed: the scaler stops rather than act on state it cannot keep.
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
 /// What the scaler did, returned when it stops.
@@ -115,6 +135,8 @@ pub struct ScalerReport {
     pub adjusted: u64,
     /// Failed actuations.
     pub actuation_failures: u64,
+    /// Decisions held because the service's policy is broken or it is not managed.
+    pub policy_holds: u64,
     /// Votes dead-lettered.
     pub dead_letters: u64,
     /// What the ballot box saw.
@@ -126,6 +148,9 @@ struct Scaler {
     deps: ScalerDeps,
     states: HashMap<String, ServiceState>,
     report: ScalerReport,
+    store: Option<Store>,
+    /// The last policy problem reported per service (logged once, not at every decision).
+    policy_problems: HashMap<String, String>,
 }
 
 /// Run the scaler until `shutdown` is cancelled or the bus closes.
@@ -140,12 +165,17 @@ pub async fn run(
     }
     let mut sub = deps.bus.subscribe(&cfg.votes_topic, &cfg.group).await?;
     let mut ballots = BallotBox::new(cfg.voting.expected.clone(), cfg.decision_window);
+    let mut pending_acks: HashMap<autoscaler_contract::VectorId, Vec<autoscaler_bus::Delivery>> =
+        HashMap::new();
+    let (store, states) = restore(&cfg, &mut ballots)?;
     let origin = tokio::time::Instant::now();
     let mut s = Scaler {
         cfg,
         deps,
-        states: HashMap::new(),
+        states,
         report: ScalerReport::default(),
+        store,
+        policy_problems: HashMap::new(),
     };
     tracing::info!(strategy = %s.cfg.voting.strategy, actuator = s.deps.actuator.name(),
         window_ms = s.cfg.decision_window.as_millis() as u64, dry_run = s.cfg.dry_run,
@@ -157,7 +187,11 @@ pub async fn run(
             _ = shutdown.cancelled() => break,
             _ = sleep_until_opt(deadline) => {
                 for ready in ballots.expire(origin.elapsed()) {
+                    let id = ready.vector_id.clone();
                     s.decide(ready).await?;
+                    for d in pending_acks.remove(&id).unwrap_or_default() {
+                        sub.ack(&d).await?;
+                    }
                 }
             }
             msg = sub.recv() => {
@@ -180,8 +214,18 @@ pub async fn run(
                     Ok(vote) => {
                         let (id, model) = (vote.vector_id.clone(), vote.model);
                         match ballots.offer(vote, origin.elapsed()) {
-                            Offer::Ready(ready) => s.decide(ready).await?,
-                            Offer::Pending => {}
+                            Offer::Ready(ready) => {
+                                s.decide(ready).await?;
+                                for d in pending_acks.remove(&id).unwrap_or_default() {
+                                    sub.ack(&d).await?;
+                                }
+                            }
+                            Offer::Pending => {
+                                // Acknowledged only once the decision it feeds is published:
+                                // a crash before that redelivers it (at least once).
+                                pending_acks.entry(id).or_default().push(delivery);
+                                continue;
+                            }
                             Offer::Duplicate => tracing::warn!(vector = %id, %model, "duplicate vote ignored"),
                             Offer::Late => tracing::warn!(vector = %id, %model, "late vote: vector already decided"),
                             Offer::UnknownModel => tracing::warn!(vector = %id, %model, "vote from a model that is not expected"),
@@ -192,14 +236,46 @@ pub async fn run(
             }
         }
     }
-    // Decide what is still open rather than drop it: the window is a maximum, not a minimum.
-    for ready in ballots.expire(origin.elapsed() + s.cfg.decision_window) {
-        s.decide(ready).await?;
+    // Vectors still open are not decided on a partial ballot: their votes are not acknowledged,
+    // so after a restart they are delivered again and decided then (the window is a maximum
+    // wait, not a licence to decide on fewer votes than will come).
+    if ballots.open_len() > 0 {
+        tracing::info!(
+            open = ballots.open_len(),
+            "stopping with open ballots; their votes will be redelivered"
+        );
     }
     s.deps.bus.flush(Duration::from_secs(5)).await?;
+    sub.close().await?;
     s.report.ballot = ballots.counters();
     tracing::info!(decisions = s.report.decisions, "scaler stopped");
     Ok(s.report)
+}
+
+/// Open the state store, if any, and restore decided ids into the ballot box and the envelope
+/// state of every service.
+#[allow(clippy::type_complexity)]
+fn restore(
+    cfg: &ScalerConfig,
+    ballots: &mut BallotBox,
+) -> Result<(Option<Store>, HashMap<String, ServiceState>), ScalerError> {
+    let Some(path) = &cfg.state_db else {
+        return Ok((None, HashMap::new()));
+    };
+    let store = Store::open(path)?;
+    let decided = store.recent_decided(store::DEFAULT_KEEP_DECISIONS)?;
+    let n = decided.len();
+    for id in decided {
+        ballots.mark_decided(id);
+    }
+    let states = store.load_states()?;
+    tracing::info!(
+        path = store.path(),
+        decided = n,
+        services = states.len(),
+        "state restored"
+    );
+    Ok((Some(store), states))
 }
 
 async fn sleep_until_opt(deadline: Option<tokio::time::Instant>) {
@@ -219,46 +295,96 @@ impl Scaler {
         votes.sort_by_key(|v| v.model);
         let first = &votes[0];
         let (service, metric_time) = (first.service.clone(), first.metric_time);
+        let actuator = self.deps.actuator.clone();
+
+        // The service's own policy, read fresh. A policy that is broken (or a service that is
+        // not managed) holds this service only; an unreachable backend is "replicas unknown".
+        let (policy, mut read_error, held) = match actuator.policy(&service).await {
+            Ok(p) => match self.cfg.envelope.with_policy(&p) {
+                Ok(_) => (p, None, None),
+                Err(problems) => {
+                    let e = ActuatorError::BadPolicy {
+                        service: service.clone(),
+                        problems,
+                    };
+                    (ServicePolicy::default(), None, Some(format!("held: {e}")))
+                }
+            },
+            Err(e) if e.is_retryable() => (ServicePolicy::default(), Some(e.to_string()), None),
+            Err(e) => (ServicePolicy::default(), None, Some(format!("held: {e}"))),
+        };
+        self.note_policy(&service, held.as_deref());
+        let envelope_cfg = self
+            .cfg
+            .envelope
+            .with_policy(&policy)
+            .unwrap_or_else(|_| self.cfg.envelope.clone());
+        let mut voting = self.cfg.voting.clone();
+        if let Some(strategy) = policy.strategy {
+            voting.strategy = strategy;
+        }
+
         let ballots: Vec<ModelBallot> = votes.iter().map(ModelBallot::from).collect();
-        let t = tally(&self.cfg.voting, &ballots);
+        let t = tally(&voting, &ballots);
         let verdict = if t.scale_up {
             Verdict::ScaleUp
-        } else if safe_one_fewer(&self.cfg.voting, &ballots) {
+        } else if safe_one_fewer(&voting, &ballots) {
             Verdict::ScaleDown
         } else {
             Verdict::NoAction
         };
         let stale = t.scale_up_votes + t.no_action_votes == 0;
+        let severity = severity_of(&votes, t.weighted_score);
 
-        let actuator = self.deps.actuator.clone();
-        let (current, read_error) = match actuator.current(&service).await {
-            Ok(n) => (Some(n), None),
-            Err(e) => (None, Some(e.to_string())),
+        let current = if held.is_some() || read_error.is_some() {
+            None
+        } else {
+            match actuator.current(&service).await {
+                Ok(n) => Some(n),
+                Err(e) => {
+                    read_error = Some(e.to_string());
+                    None
+                }
+            }
         };
         let state = self.states.entry(service.clone()).or_default();
         let before = state.clone();
-        let outcome = envelope::apply(
-            &self.cfg.envelope,
-            state,
-            &envelope::Proposal {
-                verdict,
-                current,
-                stale,
-                at: metric_time,
+        let outcome = match &held {
+            // Left alone: no recommendation recorded, nothing changed.
+            Some(why) => envelope::Outcome {
+                to: current,
+                adjustments: vec![why.clone()],
             },
-        );
+            None => envelope::apply(
+                &envelope_cfg,
+                state,
+                &envelope::Proposal {
+                    verdict,
+                    current,
+                    stale,
+                    at: metric_time,
+                    severity,
+                },
+            ),
+        };
         let mut adjustments = outcome.adjustments.clone();
         if let Some(e) = read_error {
             adjustments.push(format!("replicas could not be read: {e}"));
         }
         let changes = outcome.changes(current);
-        let dry_run = self.cfg.dry_run || !actuator.changes_cluster();
+        let dry_run =
+            self.cfg.dry_run || policy.dry_run == Some(true) || !actuator.changes_cluster();
         let mut acted = false;
         if changes {
             let to = outcome.to.expect("a change has a target");
             if dry_run {
                 adjustments.push(format!("dry-run: would scale to {to}"));
             } else {
+                // The cooldown this change starts is on disk before the change is made: a crash
+                // in between leaves a cooldown without a change, never the reverse.
+                if let Some(store) = &self.store {
+                    store.save_state(&service, state)?;
+                }
                 match actuator.set_replicas(&service, to).await {
                     Ok(()) => acted = true,
                     Err(e) => {
@@ -308,7 +434,7 @@ impl Scaler {
             missing_models: t.missing.clone(),
             total_votes: votes.len() as u32,
             confidence: t.confidence,
-            strategy: self.cfg.voting.strategy,
+            strategy: voting.strategy,
             weighted_score: t.weighted_score,
             votes: votes.iter().map(VoteSummary::from).collect(),
             from_replicas: current,
@@ -323,6 +449,14 @@ impl Scaler {
             dry_run,
         };
         tracing::debug!(vector = %vector_id, service, decision = ?verdict, acted, "decided");
+        if held.is_some() {
+            self.report.policy_holds += 1;
+        }
+        // On disk before it is published: a restart never decides this vector again, and keeps
+        // the cooldowns it started.
+        if let Some(store) = &self.store {
+            store.record(&decision, state)?;
+        }
         self.deps
             .bus
             .publish(Outgoing::new(
@@ -333,6 +467,34 @@ impl Scaler {
             .await?;
         self.report.decisions += 1;
         Ok(())
+    }
+
+    /// Log a service's policy problem when it appears or changes (ERROR: an operator must fix the
+    /// labels or the file), and when it is gone.
+    fn note_policy(&mut self, service: &str, problem: Option<&str>) {
+        match problem {
+            Some(p) if self.policy_problems.get(service).map(String::as_str) != Some(p) => {
+                tracing::error!(service, problem = p, "service left alone");
+                self.policy_problems.insert(service.into(), p.into());
+            }
+            Some(_) => {}
+            None => {
+                if self.policy_problems.remove(service).is_some() {
+                    tracing::info!(service, "service policy usable again");
+                }
+            }
+        }
+    }
+}
+
+/// How urgent a scale-up is: the weighted score when the strategy computes one, else the mean
+/// P(violation) of the votes that have one. (The p95/SLA ratio is not carried by votes yet.)
+fn severity_of(votes: &[Vote], weighted_score: Option<f64>) -> Severity {
+    let ps: Vec<f64> = votes.iter().filter_map(|v| v.probability).collect();
+    let mean = (!ps.is_empty()).then(|| ps.iter().sum::<f64>() / ps.len() as f64);
+    Severity {
+        probability: weighted_score.or(mean),
+        p95_over_sla: None,
     }
 }
 

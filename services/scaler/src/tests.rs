@@ -210,6 +210,66 @@ async fn scales_down_only_when_one_fewer_is_safe() {
     h.stop().await;
 }
 
+#[tokio::test(start_paused = true)]
+async fn a_service_policy_sets_bounds_dry_run_and_a_broken_one_holds() {
+    let mut h = start(Strategy::Majority, 5).await;
+    let up = |id: &'static str| {
+        ModelKind::ALL
+            .into_iter()
+            .map(move |m| vote(id, m, true, None))
+    };
+    // A broken policy: held, nothing changes, the problem is named.
+    h.actuator.set_policy(
+        "orders",
+        Err(vec!["autoscaler.min=`-1` is not a whole number ≥ 0".into()]),
+    );
+    for v in up("f") {
+        h.send(&v).await;
+    }
+    let d = h.next_decision(Duration::from_secs(1)).await.unwrap();
+    assert_eq!(
+        (d.from_replicas, d.to_replicas, d.acted),
+        (None, None, false)
+    );
+    assert_eq!(
+        d.adjustments,
+        vec!["held: bad policy for `orders`: autoscaler.min=`-1` is not a whole number ≥ 0"]
+    );
+    // Fixed: its own max (2) applies instead of the global 10.
+    h.actuator.set_policy(
+        "orders",
+        Ok(ServicePolicy {
+            max_replicas: Some(2),
+            ..ServicePolicy::default()
+        }),
+    );
+    for v in up("gg") {
+        h.send(&v).await;
+    }
+    let d = h.next_decision(Duration::from_secs(1)).await.unwrap();
+    assert_eq!((d.to_replicas, d.acted), (Some(2), false));
+    assert_eq!(d.adjustments, vec!["at max 2"]);
+    // Dry-run for this service only: "would scale", nothing changes.
+    h.actuator.set_policy(
+        "orders",
+        Ok(ServicePolicy {
+            dry_run: Some(true),
+            strategy: Some(Strategy::Unanimous),
+            ..ServicePolicy::default()
+        }),
+    );
+    for v in up("hhh") {
+        h.send(&v).await;
+    }
+    let d = h.next_decision(Duration::from_secs(1)).await.unwrap();
+    assert_eq!(d.strategy, Strategy::Unanimous);
+    assert_eq!((d.to_replicas, d.acted, d.dry_run), (Some(3), false, true));
+    assert_eq!(d.adjustments, vec!["dry-run: would scale to 3"]);
+    assert_eq!(h.actuator.current("orders").await.unwrap(), 2);
+    let r = h.stop().await;
+    assert_eq!(r.policy_holds, 1);
+}
+
 /// serde_json under another name, to make clear it is only used to build a bad message.
 mod serde_json_like {
     pub use serde_json::{json, Value};

@@ -1,0 +1,380 @@
+//! The services as separate OS processes over a real Kafka-protocol broker.
+//!
+//! The broker comes from `KAFKA_BOOTSTRAP_SERVERS` (scripts/test.sh starts one with
+//! scripts/kafka-up.sh). Without it these tests fail in CI (`CI` or `REQUIRE_INTEGRATION` set)
+//! and otherwise say why they skip. Every test uses its own topics and consumer groups, so they
+//! can run again and again on one broker.
+
+use std::collections::{HashMap, HashSet};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use autoscaler_bus::kafka::{KafkaBus, KafkaConfig};
+use autoscaler_bus::{Bus, Outgoing};
+
+mod common;
+use common::{bin, models_dir, text};
+
+fn broker() -> Option<String> {
+    match std::env::var("KAFKA_BOOTSTRAP_SERVERS") {
+        Ok(b) if !b.is_empty() => Some(b),
+        _ if std::env::var_os("CI").is_some()
+            || std::env::var_os("REQUIRE_INTEGRATION").is_some() =>
+        {
+            panic!("KAFKA_BOOTSTRAP_SERVERS is not set but CI/REQUIRE_INTEGRATION requires the Kafka tests (run scripts/kafka-up.sh)")
+        }
+        _ => {
+            eprintln!("SKIPPED: KAFKA_BOOTSTRAP_SERVERS is not set (start a broker with scripts/kafka-up.sh)");
+            None
+        }
+    }
+}
+
+/// One pipeline's names on the shared broker.
+struct Names {
+    suffix: String,
+    bootstrap: String,
+}
+
+impl Names {
+    fn new(test: &str, bootstrap: String) -> Self {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
+        Names {
+            suffix: format!("{test}-{}-{nanos}", std::process::id()),
+            bootstrap,
+        }
+    }
+    fn metrics(&self) -> String {
+        format!("metrics-{}", self.suffix)
+    }
+    fn votes(&self) -> String {
+        format!("votes-{}", self.suffix)
+    }
+    fn decisions(&self) -> String {
+        format!("decisions-{}", self.suffix)
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut c = bin();
+        c.args(args)
+            .env("BUS", "kafka")
+            .env("KAFKA_BOOTSTRAP_SERVERS", &self.bootstrap)
+            .env("METRICS_TOPIC", self.metrics())
+            .env("VOTES_TOPIC", self.votes())
+            .env("DECISIONS_TOPIC", self.decisions())
+            .env("KAFKA_GROUP_PREFIX", format!("{}-", self.suffix))
+            .env("MODELS_DIR", models_dir())
+            // Consumer-group rebalances (a replica joining, a scaler restarting) pause delivery
+            // for seconds on a loaded 2-core machine: give the ballots room.
+            .env("DECISION_WINDOW_SEC", "20")
+            .env("RUST_LOG", "info");
+        c
+    }
+
+    fn spawn(&self, args: &[&str]) -> Proc {
+        Proc::start(args.join(" "), self.command(args))
+    }
+
+    fn bus(&self) -> KafkaBus {
+        let mut cfg = KafkaConfig::new(&self.bootstrap);
+        cfg.group_prefix = format!("{}-reader-", self.suffix);
+        KafkaBus::new(cfg).unwrap()
+    }
+}
+
+/// A child process that is killed if the test ends before it does. Its stderr goes to a file
+/// (a pipe nobody reads would fill up and block the child's logging).
+struct Proc {
+    name: String,
+    child: Option<Child>,
+    log: tempfile::NamedTempFile,
+}
+
+impl Proc {
+    fn start(name: String, mut cmd: Command) -> Proc {
+        let log = tempfile::NamedTempFile::new().unwrap();
+        let child = cmd
+            .stdout(Stdio::null())
+            .stderr(log.reopen().unwrap())
+            .spawn()
+            .expect("spawn");
+        Proc {
+            name,
+            child: Some(child),
+            log,
+        }
+    }
+
+    fn stderr(&self) -> String {
+        std::fs::read_to_string(self.log.path()).unwrap_or_default()
+    }
+
+    fn signal(&self, sig: &str) {
+        let pid = self.child.as_ref().unwrap().id().to_string();
+        let ok = Command::new("kill").args([sig, &pid]).status().unwrap();
+        assert!(ok.success(), "kill {sig} {}", self.name);
+    }
+
+    /// Wait at most `limit`; returns (success, stderr).
+    fn wait(mut self, limit: Duration) -> (bool, String) {
+        let mut child = self.child.take().unwrap();
+        let start = Instant::now();
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return (status.success(), self.stderr());
+            }
+            if start.elapsed() > limit {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "{} did not finish within {limit:?}:\n{}",
+                    self.name,
+                    self.stderr()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Stop with SIGTERM and expect a clean exit within the grace period.
+    fn stop(self) -> String {
+        self.signal("-TERM");
+        let name = self.name.clone();
+        let (ok, err) = self.wait(Duration::from_secs(20));
+        assert!(ok, "{name} did not exit cleanly on SIGTERM:\n{err}");
+        err
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if let Some(c) = self.child.as_mut() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Read every message of `topic` from the beginning until `want` arrived or `idle` passes
+/// without one.
+async fn read_all(
+    bus: &KafkaBus,
+    topic: &str,
+    want: usize,
+    idle: Duration,
+) -> Vec<autoscaler_bus::Delivery> {
+    let mut sub = bus.reader(topic, true).unwrap();
+    let mut out = Vec::new();
+    while out.len() < want {
+        match tokio::time::timeout(idle, sub.recv()).await {
+            Ok(Some(Ok(d))) => out.push(d),
+            Ok(Some(Err(e))) => panic!("reading {topic}: {e}"),
+            _ => break,
+        }
+    }
+    out
+}
+
+fn votes_logged(stderr: &str) -> u64 {
+    // tracing's fmt writes `votes=N` on the "inference stopped" line.
+    stderr
+        .lines()
+        .filter(|l| l.contains("inference stopped"))
+        .filter_map(|l| l.split("votes=").nth(1))
+        .filter_map(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+        .sum()
+}
+
+const SERVICES: &str = "front-end,orders,carts,catalogue,payment,shipping";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn closed_loop_over_kafka_with_dead_letters() {
+    let Some(bootstrap) = broker() else { return };
+    let n = Names::new("loop", bootstrap);
+    let bus = n.bus();
+    let (dm, dv) = (format!("{}.dlq", n.metrics()), format!("{}.dlq", n.votes()));
+    bus.ensure_topics(&[&n.metrics(), &n.votes(), &n.decisions(), &dm, &dv])
+        .await
+        .unwrap();
+    // Garbage and contract violations before anything runs: the consumers must go on.
+    for (topic, payload) in [
+        (n.metrics(), b"not json at all".to_vec()),
+        (
+            n.metrics(),
+            br#"{"schema_version":99,"service":"orders"}"#.to_vec(),
+        ),
+        (n.votes(), b"{\"half\":".to_vec()),
+    ] {
+        bus.publish(Outgoing::new(topic, "orders", payload))
+            .await
+            .unwrap();
+    }
+
+    let scaler = n.spawn(&["scaler", "--actuator", "simulated"]);
+    let x1 = n.spawn(&["inference", "--model", "xgboost"]);
+    let rf = n.spawn(&["inference", "--model", "random_forest"]);
+    let lr = n.spawn(&["inference", "--model", "logistic_regression"]);
+    // 15 minutes of 30 s polls for six services, in lock-step.
+    let agg = n.spawn(&[
+        "aggregator",
+        "--source",
+        "replay",
+        "--duration-hours",
+        "0.25",
+        "--services",
+        SERVICES,
+    ]);
+    let (ok, agg_err) = agg.wait(Duration::from_secs(240));
+    assert!(ok, "aggregator failed:\n{agg_err}");
+    assert!(
+        !agg_err.contains("no decision within the wait"),
+        "every poll was decided in time:\n{agg_err}"
+    );
+    let expected = 30 * 6;
+
+    let decisions = read_all(&bus, &n.decisions(), expected + 1, Duration::from_secs(10)).await;
+    assert_eq!(
+        decisions.len(),
+        expected,
+        "one decision per vector, no more"
+    );
+    let mut ids = HashSet::new();
+    let mut per_service: HashMap<String, usize> = HashMap::new();
+    for d in &decisions {
+        let v: serde_json::Value = serde_json::from_slice(&d.payload).unwrap();
+        assert!(
+            ids.insert(v["vector_id"].as_str().unwrap().to_string()),
+            "decided twice: {v}"
+        );
+        assert_eq!(v["total_votes"], 3, "{v}");
+        assert_eq!(v["votes"].as_array().unwrap().len(), 3);
+        assert_eq!(d.key, v["service"].as_str().unwrap(), "keyed by service");
+        *per_service.entry(d.key.clone()).or_default() += 1;
+    }
+    assert_eq!(per_service.len(), 6);
+    assert!(per_service.values().all(|c| *c == 30), "{per_service:?}");
+
+    // The dead letters: both bad vectors, once per inference group (3 groups), with reasons.
+    let dead = read_all(&bus, &dm, 7, Duration::from_secs(5)).await;
+    assert_eq!(dead.len(), 6, "2 bad vectors x 3 model groups");
+    for d in &dead {
+        let reason = d
+            .headers
+            .iter()
+            .find(|(k, _)| k == "x-dlq-reason")
+            .map(|(_, v)| v.as_str());
+        assert!(
+            reason.is_some_and(|r| r.contains("malformed") || r.contains("schema_version")),
+            "{:?}",
+            d.headers
+        );
+    }
+    let dead_votes = read_all(&bus, &dv, 2, Duration::from_secs(5)).await;
+    assert_eq!(dead_votes.len(), 1);
+
+    // An independent client reads the decisions as JSON.
+    let py = std::env::var("AUTOSCALER_PYTHON_KAFKA").ok();
+    match py {
+        Some(py) => {
+            let out = Command::new(py)
+                .args([
+                    concat!(
+                        env!("CARGO_MANIFEST_DIR"),
+                        "/../../scripts/read_decisions.py"
+                    ),
+                    &n.bootstrap,
+                    &n.decisions(),
+                    &expected.to_string(),
+                    "60",
+                ])
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{}", text(&out.stderr));
+            let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+            assert_eq!(r["messages"], expected, "{r}");
+            assert_eq!(r["json"], expected, "{r}");
+            assert_eq!(r["three_votes"], expected, "{r}");
+        }
+        None if std::env::var_os("CI").is_some() => {
+            panic!("AUTOSCALER_PYTHON_KAFKA (confluent-kafka venv) is required in CI")
+        }
+        None => eprintln!("SKIPPED the confluent-kafka check: AUTOSCALER_PYTHON_KAFKA is not set"),
+    }
+
+    // Every service stops cleanly on SIGTERM, having voted once per vector.
+    for p in [x1, rf, lr] {
+        assert_eq!(votes_logged(&p.stop()), expected as u64);
+    }
+    scaler.stop();
+}
+
+// Measured here: against tansu 0.6 the restarted scaler's consumer group never gets the killed
+// member's partitions back (no vote delivered for more than 5 minutes, with session.timeout.ms
+// 6000 and with static membership alike), so this runs only on request, against a broker whose
+// group coordinator evicts dead members (Apache Kafka): `cargo test --test kafka -- --ignored`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "tansu 0.6 stalls the consumer group after a member is killed; run against Apache Kafka"]
+async fn scaler_killed_mid_stream_and_restarted_decides_every_vector_exactly_once() {
+    let Some(bootstrap) = broker() else { return };
+    let n = Names::new("restart", bootstrap);
+    let bus = n.bus();
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("scaler.db");
+    let db = db.to_str().unwrap();
+    // A short session so the group hands the dead scaler's partitions to its successor quickly.
+    let scaler_args = ["scaler", "--actuator", "simulated", "--state-db", db];
+    let spawn_scaler = || {
+        let mut c = n.command(&scaler_args);
+        c.env("KAFKA_PROP_session.timeout.ms", "6000");
+        Proc::start("scaler".into(), c)
+    };
+    let scaler = spawn_scaler();
+    let models: Vec<Proc> = ["xgboost", "random_forest", "logistic_regression"]
+        .iter()
+        .map(|m| n.spawn(&["inference", "--model", m]))
+        .collect();
+    let agg = n.spawn(&[
+        "aggregator",
+        "--source",
+        "replay",
+        "--duration-hours",
+        "0.5",
+        "--services",
+        "front-end,orders",
+    ]);
+    let expected = 60 * 2;
+    // Kill the scaler (no chance to clean up) once part of the stream is decided.
+    let mut seen = 0;
+    let mut sub = bus.reader(&n.decisions(), true).unwrap();
+    while seen < 30 {
+        match tokio::time::timeout(Duration::from_secs(90), sub.recv()).await {
+            Ok(Some(Ok(_))) => seen += 1,
+            other => panic!("no decisions before the kill: {other:?}"),
+        }
+    }
+    scaler.signal("-KILL");
+    drop(scaler);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let scaler = spawn_scaler();
+    let (ok, err) = agg.wait(Duration::from_secs(300));
+    assert!(ok, "aggregator:\n{err}");
+    let decisions = read_all(&bus, &n.decisions(), expected + 5, Duration::from_secs(15)).await;
+    let mut count: HashMap<String, usize> = HashMap::new();
+    for d in &decisions {
+        let v: serde_json::Value = serde_json::from_slice(&d.payload).unwrap();
+        assert_eq!(v["total_votes"], 3, "{v}");
+        *count
+            .entry(v["vector_id"].as_str().unwrap().to_string())
+            .or_default() += 1;
+    }
+    let twice: Vec<_> = count.iter().filter(|(_, c)| **c > 1).collect();
+    assert!(twice.is_empty(), "decided twice: {twice:?}");
+    assert_eq!(count.len(), expected, "every vector decided");
+    scaler.stop();
+    for m in models {
+        m.stop();
+    }
+}

@@ -1,0 +1,412 @@
+//! What the scaler must remember across restarts, in an embedded SQLite database.
+//!
+//! * `service_state`: per service, the metric times of the last scale-up and scale-down and the
+//!   stabilization history (recent recommendations), so a scaler killed during a cooldown and
+//!   restarted still honours it;
+//! * `decisions`: the decision log — one row per decided vector (id, service, times, the
+//!   published decision as JSON). Its ids are loaded into the ballot box on start, so a vote
+//!   redelivered after a restart (Kafka, at least once) never decides a vector twice.
+//!
+//! The scaler writes a decision and the envelope state it leaves in **one transaction before
+//! publishing** it, and, when the decision changes a replica count, the state once more *before*
+//! actuating: a crash between the two leaves a cooldown that started without a change (safe),
+//! never a change without its cooldown.
+//!
+//! WAL journal with `synchronous=NORMAL`: a committed transaction survives the process being
+//! killed (SIGKILL); only a power loss can drop the last few.
+
+use std::collections::{HashMap, VecDeque};
+use std::path::Path;
+use std::sync::Mutex;
+
+use autoscaler_contract::{encode, Decision, VectorId};
+use chrono::{DateTime, Utc};
+use rusqlite::{params, Connection, OptionalExtension};
+
+use crate::envelope::ServiceState;
+
+/// Decision-log rows kept (the oldest are pruned); matches the ballot box's memory of decided ids.
+pub const DEFAULT_KEEP_DECISIONS: usize = 200_000;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS service_state (
+    service            TEXT PRIMARY KEY,
+    last_scale_up_ms   INTEGER,
+    last_scale_down_ms INTEGER,
+    recent_json        TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS decisions (
+    seq            INTEGER PRIMARY KEY AUTOINCREMENT,
+    vector_id      TEXT NOT NULL UNIQUE,
+    service        TEXT NOT NULL,
+    metric_time_ms INTEGER NOT NULL,
+    decided_at_ms  INTEGER NOT NULL,
+    acted          INTEGER NOT NULL,
+    decision_json  TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS decisions_by_service ON decisions (service, seq);
+";
+
+/// Errors of the state store. All are final for the scaler: it stops rather than act on state it
+/// cannot keep.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// SQLite failed (open, schema, read, write).
+    #[error("state store {path}: {source}")]
+    Sqlite {
+        /// The database file.
+        path: String,
+        /// The cause.
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// A stored row does not decode.
+    #[error("state store {path}: corrupt row: {what}")]
+    Corrupt {
+        /// The database file.
+        path: String,
+        /// What does not decode.
+        what: String,
+    },
+}
+
+/// The state store: one SQLite database file.
+pub struct Store {
+    conn: Mutex<Connection>,
+    path: String,
+    keep: usize,
+    inserted: Mutex<u64>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("path", &self.path).finish()
+    }
+}
+
+fn ms(t: DateTime<Utc>) -> i64 {
+    t.timestamp_millis()
+}
+
+fn from_ms(ms: i64) -> Option<DateTime<Utc>> {
+    DateTime::from_timestamp_millis(ms)
+}
+
+impl Store {
+    /// Open (creating if needed) the database at `path`; its directory is created too.
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        let shown = path.display().to_string();
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            // An error here surfaces as SQLite's "unable to open", with the path.
+            let _ = std::fs::create_dir_all(dir);
+        }
+        let conn = Connection::open(path).map_err(|source| StoreError::Sqlite {
+            path: shown.clone(),
+            source,
+        })?;
+        Store::init(conn, shown)
+    }
+
+    /// A store that lives only as long as this value (tests, `run` without a path).
+    pub fn open_in_memory() -> Result<Store, StoreError> {
+        let conn = Connection::open_in_memory().map_err(|source| StoreError::Sqlite {
+            path: ":memory:".into(),
+            source,
+        })?;
+        Store::init(conn, ":memory:".into())
+    }
+
+    fn init(conn: Connection, path: String) -> Result<Store, StoreError> {
+        let err = |source| StoreError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(err)?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(err)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(err)?;
+        conn.execute_batch(SCHEMA).map_err(err)?;
+        Ok(Store {
+            conn: Mutex::new(conn),
+            path,
+            keep: DEFAULT_KEEP_DECISIONS,
+            inserted: Mutex::new(0),
+        })
+    }
+
+    /// Keep at most `keep` decision-log rows (at least 1).
+    pub fn with_keep(mut self, keep: usize) -> Self {
+        self.keep = keep.max(1);
+        self
+    }
+
+    /// Where the database is.
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.conn.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn sqlite(&self, source: rusqlite::Error) -> StoreError {
+        StoreError::Sqlite {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    /// Every service's envelope state.
+    pub fn load_states(&self) -> Result<HashMap<String, ServiceState>, StoreError> {
+        let conn = self.lock();
+        let mut stmt = conn
+            .prepare(
+                "SELECT service, last_scale_up_ms, last_scale_down_ms, recent_json \
+                 FROM service_state",
+            )
+            .map_err(|e| self.sqlite(e))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, Option<i64>>(1)?,
+                    r.get::<_, Option<i64>>(2)?,
+                    r.get::<_, String>(3)?,
+                ))
+            })
+            .map_err(|e| self.sqlite(e))?;
+        let mut out = HashMap::new();
+        for row in rows {
+            let (service, up, down, recent) = row.map_err(|e| self.sqlite(e))?;
+            let pairs: Vec<(i64, u32)> =
+                serde_json::from_str(&recent).map_err(|e| StoreError::Corrupt {
+                    path: self.path.clone(),
+                    what: format!("stabilization history of {service}: {e}"),
+                })?;
+            let recent: VecDeque<(DateTime<Utc>, u32)> = pairs
+                .into_iter()
+                .filter_map(|(t, r)| from_ms(t).map(|t| (t, r)))
+                .collect();
+            out.insert(
+                service,
+                ServiceState {
+                    last_scale_up: up.and_then(from_ms),
+                    last_scale_down: down.and_then(from_ms),
+                    recent,
+                },
+            );
+        }
+        Ok(out)
+    }
+
+    /// The ids of the most recently decided vectors (at most `limit`), oldest first.
+    pub fn recent_decided(&self, limit: usize) -> Result<Vec<VectorId>, StoreError> {
+        let conn = self.lock();
+        let mut stmt = conn
+            .prepare("SELECT vector_id FROM decisions ORDER BY seq DESC LIMIT ?1")
+            .map_err(|e| self.sqlite(e))?;
+        let mut ids: Vec<VectorId> = stmt
+            .query_map([limit as i64], |r| r.get::<_, String>(0))
+            .map_err(|e| self.sqlite(e))?
+            .map(|r| r.map(VectorId))
+            .collect::<Result<_, _>>()
+            .map_err(|e| self.sqlite(e))?;
+        ids.reverse();
+        Ok(ids)
+    }
+
+    /// Whether `id` was decided.
+    pub fn is_decided(&self, id: &VectorId) -> Result<bool, StoreError> {
+        self.lock()
+            .query_row(
+                "SELECT 1 FROM decisions WHERE vector_id = ?1",
+                [&id.0],
+                |_| Ok(()),
+            )
+            .optional()
+            .map(|o| o.is_some())
+            .map_err(|e| self.sqlite(e))
+    }
+
+    /// Save one service's envelope state (before actuating).
+    pub fn save_state(&self, service: &str, state: &ServiceState) -> Result<(), StoreError> {
+        let conn = self.lock();
+        upsert_state(&conn, service, state).map_err(|e| self.sqlite(e))
+    }
+
+    /// Record a decision and the envelope state it leaves, in one transaction.
+    pub fn record(&self, decision: &Decision, state: &ServiceState) -> Result<(), StoreError> {
+        let mut conn = self.lock();
+        let json = String::from_utf8_lossy(&encode(decision)).into_owned();
+        let tx = conn.transaction().map_err(|e| self.sqlite(e))?;
+        upsert_state(&tx, &decision.service, state).map_err(|e| self.sqlite(e))?;
+        tx.execute(
+            "INSERT INTO decisions \
+             (vector_id, service, metric_time_ms, decided_at_ms, acted, decision_json) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT(vector_id) DO NOTHING",
+            params![
+                decision.vector_id.0,
+                decision.service,
+                ms(decision.metric_time),
+                ms(decision.timestamp),
+                decision.acted,
+                json
+            ],
+        )
+        .map_err(|e| self.sqlite(e))?;
+        let mut inserted = self.inserted.lock().unwrap_or_else(|e| e.into_inner());
+        *inserted += 1;
+        // Prune now and then, not on every write.
+        if *inserted >= 1000 {
+            *inserted = 0;
+            tx.execute(
+                "DELETE FROM decisions WHERE seq <= (SELECT MAX(seq) FROM decisions) - ?1",
+                [self.keep as i64],
+            )
+            .map_err(|e| self.sqlite(e))?;
+        }
+        tx.commit().map_err(|e| self.sqlite(e))
+    }
+
+    /// The decision log of `service` (every service when `None`), newest last, at most `limit`.
+    pub fn decisions(
+        &self,
+        service: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Decision>, StoreError> {
+        let conn = self.lock();
+        let mut stmt = conn
+            .prepare(
+                "SELECT decision_json FROM decisions WHERE ?1 IS NULL OR service = ?1 \
+                 ORDER BY seq DESC LIMIT ?2",
+            )
+            .map_err(|e| self.sqlite(e))?;
+        let rows: Vec<String> = stmt
+            .query_map(params![service, limit as i64], |r| r.get(0))
+            .map_err(|e| self.sqlite(e))?
+            .collect::<Result<_, _>>()
+            .map_err(|e| self.sqlite(e))?;
+        let mut out = rows
+            .iter()
+            .map(|j| {
+                autoscaler_contract::decode::<Decision>(j.as_bytes()).map_err(|e| {
+                    StoreError::Corrupt {
+                        path: self.path.clone(),
+                        what: format!("decision: {e}"),
+                    }
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        out.reverse();
+        Ok(out)
+    }
+}
+
+fn upsert_state(conn: &Connection, service: &str, s: &ServiceState) -> rusqlite::Result<()> {
+    let recent: Vec<(i64, u32)> = s.recent.iter().map(|(t, r)| (ms(*t), *r)).collect();
+    let recent = serde_json::to_string(&recent).expect("pairs of integers serialize");
+    conn.execute(
+        "INSERT INTO service_state (service, last_scale_up_ms, last_scale_down_ms, recent_json) \
+         VALUES (?1, ?2, ?3, ?4) ON CONFLICT(service) DO UPDATE SET \
+         last_scale_up_ms = excluded.last_scale_up_ms, \
+         last_scale_down_ms = excluded.last_scale_down_ms, recent_json = excluded.recent_json",
+        params![
+            service,
+            s.last_scale_up.map(ms),
+            s.last_scale_down.map(ms),
+            recent
+        ],
+    )?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use autoscaler_contract::{Strategy, Verdict, SCHEMA_VERSION};
+
+    fn t(s: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_720_000_000 + s, 0).unwrap()
+    }
+
+    pub(crate) fn decision(id: &str, service: &str) -> Decision {
+        Decision {
+            schema_version: SCHEMA_VERSION,
+            vector_id: VectorId(id.into()),
+            service: service.into(),
+            decision: Verdict::ScaleUp,
+            timestamp: t(1),
+            metric_time: t(0),
+            scale_up_votes: 3,
+            no_action_votes: 0,
+            abstentions: 0,
+            missing_models: vec![],
+            total_votes: 3,
+            confidence: 0.9,
+            strategy: Strategy::Majority,
+            weighted_score: None,
+            votes: vec![],
+            from_replicas: Some(2),
+            to_replicas: Some(3),
+            reason: "test".into(),
+            adjustments: vec![],
+            acted: true,
+            dry_run: false,
+        }
+    }
+
+    #[test]
+    fn state_and_decisions_survive_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub/state.db");
+        let state = ServiceState {
+            last_scale_up: Some(t(0)),
+            last_scale_down: None,
+            recent: [(t(0), 3), (t(30), 2)].into_iter().collect(),
+        };
+        {
+            let s = Store::open(&path).unwrap();
+            s.record(&decision("v1", "orders"), &state).unwrap();
+            s.record(&decision("v2", "front-end"), &ServiceState::default())
+                .unwrap();
+            // Recording the same vector again changes nothing.
+            s.record(&decision("v1", "orders"), &state).unwrap();
+        }
+        let s = Store::open(&path).unwrap();
+        let states = s.load_states().unwrap();
+        assert_eq!(states["orders"], state);
+        assert_eq!(states["front-end"], ServiceState::default());
+        assert_eq!(
+            s.recent_decided(10).unwrap(),
+            vec![VectorId("v1".into()), VectorId("v2".into())]
+        );
+        assert_eq!(
+            s.recent_decided(1).unwrap(),
+            vec![VectorId("v2".into())],
+            "the most recent"
+        );
+        assert!(s.is_decided(&VectorId("v1".into())).unwrap());
+        assert!(!s.is_decided(&VectorId("v3".into())).unwrap());
+        let log = s.decisions(Some("orders"), 10).unwrap();
+        assert_eq!(log.len(), 1);
+        assert_eq!(log[0], decision("v1", "orders"));
+        assert_eq!(s.decisions(None, 10).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn the_log_is_pruned_to_its_capacity() {
+        let s = Store::open_in_memory().unwrap().with_keep(10);
+        for i in 0..1000 {
+            s.record(
+                &decision(&format!("v{i}"), "orders"),
+                &ServiceState::default(),
+            )
+            .unwrap();
+        }
+        let ids = s.recent_decided(usize::MAX >> 1).unwrap();
+        assert_eq!(ids.len(), 10);
+        assert_eq!(ids.last().unwrap().0, "v999");
+    }
+}
