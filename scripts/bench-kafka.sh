@@ -12,7 +12,7 @@ export KAFKA_BOOTSTRAP_SERVERS="${KAFKA_BOOTSTRAP_SERVERS:-$(bash scripts/kafka-
 run="bench-$(date +%s)"
 export METRICS_TOPIC="metrics-$run" VOTES_TOPIC="votes-$run" DECISIONS_TOPIC="decisions-$run"
 export KAFKA_GROUP_PREFIX="$run-" RUST_LOG=warn
-bin=./target/release/autoscaler
+bin="${CARGO_TARGET_DIR:-target}/release/autoscaler"
 pids=()
 trap 'kill "${pids[@]}" 2>/dev/null || true' EXIT
 # Models: the shipped defaults (trained on first use if absent).

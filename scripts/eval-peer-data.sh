@@ -18,7 +18,7 @@ SEED="${SEED:-42}"
 OUT="${OUT:-output/peer}"
 [ -d "$PEER" ] || { echo "no peer data at $PEER (set PEER_DATA)" >&2; exit 1; }
 cargo build --release --quiet
-bin=./target/release/autoscaler
+bin="${CARGO_TARGET_DIR:-target}/release/autoscaler"
 train=(); test=()
 for p in $TRAIN_PATTERNS; do for f in "$PEER/$p"/run_*/metrics.csv; do train+=("$p=$f"); done; done
 for f in "$PEER/$TEST_PATTERN"/run_*/metrics.csv; do test+=("$TEST_PATTERN=$f"); done

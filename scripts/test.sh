@@ -4,6 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TERM_COLOR=never
+# Build artefacts are cached outside the clone, so a fresh clone on the same machine (CI) reuses
+# the compiled dependencies (rdkafka, bollard, rusqlite, XGBoost bindings …).
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-${AUTOSCALER_CACHE:-$HOME/.cache/autoscaler}/target}"
 
 bash scripts/install-deps.sh
 
@@ -44,9 +47,9 @@ models="$(mktemp -d)"
 out1="$(mktemp)"; out2="$(mktemp)"
 trap 'rm -rf "$models" "$out1" "$out2"; cleanup_services' EXIT
 start=$(date +%s)
-./target/release/autoscaler demo --seed 3 --models-dir "$models" >"$out1"
+"$CARGO_TARGET_DIR/release/autoscaler" demo --seed 3 --models-dir "$models" >"$out1"
 secs=$(( $(date +%s) - start ))
-./target/release/autoscaler demo --seed 3 --models-dir "$models" >"$out2"
+"$CARGO_TARGET_DIR/release/autoscaler" demo --seed 3 --models-dir "$models" >"$out2"
 passed=0; failed=0
 check() {
     if eval "$2"; then echo "ok: $1"; passed=$((passed + 1));

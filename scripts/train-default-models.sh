@@ -14,7 +14,7 @@ CSV="${CSV:-output/simulated_training_seed${SEED}.csv}"
 CREATED_AT="${CREATED_AT:-2025-01-01T00:00:00Z}"
 bash scripts/install-deps.sh >/dev/null
 cargo build --release --quiet
-bin=./target/release/autoscaler
+bin="${CARGO_TARGET_DIR:-target}/release/autoscaler"
 "$bin" training-data --seed "$SEED" --runs 8 --days 2 --out "$CSV"
 "$bin" train --data "$CSV" --out "$OUT" --split by-run --seed "$SEED" --created-at "$CREATED_AT"
 # A held-out evaluation on runs simulated with another seed (never trained on).

@@ -207,14 +207,7 @@ impl KafkaBus {
             )
             .create()
             .map_err(classify)?;
-        consumer.subscribe(&[topic]).map_err(classify)?;
-        Ok(Box::new(KafkaSubscription {
-            consumer,
-            topic: topic.to_string(),
-            in_flight: HashMap::new(),
-            high: HashMap::new(),
-            stored: HashMap::new(),
-        }))
+        KafkaSubscription::start(consumer, topic)
     }
 }
 
@@ -253,14 +246,7 @@ impl Bus for KafkaBus {
             .set("enable.partition.eof", "false")
             .create()
             .map_err(classify)?;
-        consumer.subscribe(&[topic]).map_err(classify)?;
-        Ok(Box::new(KafkaSubscription {
-            consumer,
-            topic: topic.to_string(),
-            in_flight: HashMap::new(),
-            high: HashMap::new(),
-            stored: HashMap::new(),
-        }))
+        KafkaSubscription::start(consumer, topic)
     }
 
     async fn flush(&self, timeout: Duration) -> Result<(), BusError> {
@@ -281,6 +267,19 @@ struct KafkaSubscription {
     high: HashMap<i32, i64>,
     /// Offset last stored, per partition.
     stored: HashMap<i32, i64>,
+}
+
+impl KafkaSubscription {
+    fn start(consumer: StreamConsumer, topic: &str) -> Result<Box<dyn Subscription>, BusError> {
+        consumer.subscribe(&[topic]).map_err(classify)?;
+        Ok(Box::new(KafkaSubscription {
+            consumer,
+            topic: topic.to_string(),
+            in_flight: HashMap::new(),
+            high: HashMap::new(),
+            stored: HashMap::new(),
+        }))
+    }
 }
 
 #[async_trait]

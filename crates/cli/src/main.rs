@@ -224,6 +224,9 @@ async fn run_all(a: RunArgs, shutdown: CancellationToken) -> anyhow::Result<()> 
         a.aggregator.sla_p95_ms,
         a.aggregator.seed,
     )?;
+    for m in &models {
+        println!("  model {:<20} version {}", m.kind().as_str(), m.version());
+    }
     let mut jsonl = match &a.decisions_jsonl {
         Some(p) => Some(std::io::BufWriter::new(
             std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?,
@@ -286,46 +289,7 @@ async fn demo(a: DemoArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
          07-13) through two simulated services, three models voting ({}), seed {}.",
         a.hours, a.strategy, a.seed
     );
-    let quiet = a.quiet;
-    let agg = pipeline::aggregator_config(&run.aggregator)?;
-    let scaler = pipeline::scaler_config(&run.scaler)?;
-    let interval = agg.poll_interval_secs;
-    let models = pipeline::load_models(&a.models.models_dir, run.aggregator.sla_p95_ms, a.seed)?;
-    for m in &models {
-        println!("  model {:<20} version {}", m.kind().as_str(), m.version());
-    }
-    let verdicts = Arc::new(Mutex::new(report::VerdictCounts::default()));
-    let v2 = verdicts.clone();
-    let mut n = 0;
-    let observe = Box::new(move |d: &Decision| {
-        v2.lock().unwrap_or_else(|e| e.into_inner()).add(d);
-        if report::changes_something(d) {
-            n += 1;
-            if !quiet {
-                println!("{}", report::decision_block(n, d));
-            }
-        }
-    });
-    let (progress, bar) = progress("demo");
-    let r = pipeline::run_embedded(
-        pipeline::Embedded {
-            aggregator: agg,
-            scaler,
-            models,
-            initial_replicas: run.aggregator.initial_replicas,
-            bus_capacity: 1024,
-        },
-        observe,
-        Some(progress),
-        shutdown,
-    )
-    .await?;
-    bar.finish_and_clear();
-    let v = *verdicts.lock().unwrap_or_else(|e| e.into_inner());
-    println!(
-        "{}",
-        report::summary(&r.aggregator, &r.scaler, &r.inference, interval, &v)
-    );
+    run_all(run, shutdown).await?;
     eprintln!(
         "demo finished in {:.1} s wall time",
         started.elapsed().as_secs_f64()
