@@ -419,7 +419,8 @@ pub enum Ballot {
 /// {"schema_version":1,"vector_id":"orders@42@1720000000000","timestamp":"2024-07-03T09:46:40Z",
 ///  "metric_time":"2024-07-03T09:46:40Z","service":"orders","model":"xgboost",
 ///  "model_version":"xgboost-3f2a9c1e","prediction":1,"probability":0.87,"confidence":0.87,
-///  "threshold":0.5,"abstain_reason":null,"replicas":3,"probability_one_fewer":0.97}
+///  "threshold":0.5,"abstain_reason":null,"replicas":3,"probability_one_fewer":0.97,
+///  "p95_latency_ms":48.9}
 /// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Vote {
@@ -453,6 +454,10 @@ pub struct Vote {
     /// `null` when not computable (one replica, replicas unknown, abstained). The scaler scales
     /// down only when the models find one replica fewer safe.
     pub probability_one_fewer: Option<f64>,
+    /// The vector's p95 latency, ms (copied from it; `null` when missing), so the scaler can
+    /// size a scale-up by how far the service is from its SLA. Absent in older votes.
+    #[serde(default)]
+    pub p95_latency_ms: Option<f64>,
 }
 
 impl Vote {
@@ -476,6 +481,15 @@ impl Vote {
         check_probability("confidence", self.confidence)?;
         check_probability("probability_one_fewer", self.probability_one_fewer)?;
         check_probability("threshold", Some(self.threshold))?;
+        if let Some(p95) = self.p95_latency_ms {
+            if !p95.is_finite() || p95 < 0.0 {
+                return Err(ContractError::OutOfRange {
+                    field: "p95_latency_ms".into(),
+                    value: p95,
+                    range: "a finite number >= 0",
+                });
+            }
+        }
         match (self.prediction, self.probability) {
             (Some(p), Some(_)) if p <= 1 => Ok(()),
             (None, None) => Ok(()),
@@ -745,6 +759,7 @@ mod tests {
             abstain_reason: None,
             replicas: Some(2),
             probability_one_fewer: None,
+            p95_latency_ms: None,
         };
         assert_eq!(vote.ballot(), Ballot::Up);
         assert!(vote.validate().is_ok());

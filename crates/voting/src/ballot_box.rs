@@ -215,6 +215,7 @@ mod tests {
             abstain_reason: None,
             replicas: Some(2),
             probability_one_fewer: None,
+            p95_latency_ms: None,
         }
     }
 

@@ -117,6 +117,7 @@ pub fn vote_for(model: &dyn Model, vector: &FeatureVector) -> Vote {
         abstain_reason: None,
         replicas: vector.replicas,
         probability_one_fewer: None,
+        p95_latency_ms: vector.features.p95_latency_ms,
     };
     if vector.stale {
         vote.abstain_reason = Some(format!(
@@ -326,6 +327,7 @@ mod tests {
         assert!((v.probability.unwrap() - 0.4).abs() < 1e-12);
         assert!((v.confidence.unwrap() - 0.6).abs() < 1e-12);
         assert!((v.probability_one_fewer.unwrap() - 0.6).abs() < 1e-12);
+        assert_eq!(v.p95_latency_ms, Some(40.0), "the vector's p95 rides along");
         assert!(v.validate().is_ok());
         let one = vote_for(&model(), &vector(Some(40.0), Some(1)));
         assert_eq!(one.probability_one_fewer, None, "no fewer than one");

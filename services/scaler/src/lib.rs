@@ -334,7 +334,7 @@ impl Scaler {
             Verdict::NoAction
         };
         let stale = t.scale_up_votes + t.no_action_votes == 0;
-        let severity = severity_of(&votes, t.weighted_score);
+        let severity = severity_of(&votes, t.weighted_score, policy.sla_p95_ms);
 
         let current = if held.is_some() || read_error.is_some() {
             None
@@ -488,13 +488,21 @@ impl Scaler {
 }
 
 /// How urgent a scale-up is: the weighted score when the strategy computes one, else the mean
-/// P(violation) of the votes that have one. (The p95/SLA ratio is not carried by votes yet.)
-fn severity_of(votes: &[Vote], weighted_score: Option<f64>) -> Severity {
+/// P(violation) of the votes that have one; and the vector's p95 (carried by its votes) over the
+/// service's SLA, when both are known.
+fn severity_of(votes: &[Vote], weighted_score: Option<f64>, sla_p95_ms: Option<f64>) -> Severity {
     let ps: Vec<f64> = votes.iter().filter_map(|v| v.probability).collect();
     let mean = (!ps.is_empty()).then(|| ps.iter().sum::<f64>() / ps.len() as f64);
+    let p95 = votes
+        .iter()
+        .filter_map(|v| v.p95_latency_ms)
+        .reduce(f64::max);
     Severity {
         probability: weighted_score.or(mean),
-        p95_over_sla: None,
+        p95_over_sla: match (p95, sla_p95_ms) {
+            (Some(p), Some(sla)) if sla > 0.0 => Some(p / sla),
+            _ => None,
+        },
     }
 }
 

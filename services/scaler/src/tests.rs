@@ -23,6 +23,7 @@ fn vote(id: &str, model: ModelKind, up: bool, p1f: Option<f64>) -> Vote {
         abstain_reason: None,
         replicas: Some(2),
         probability_one_fewer: p1f,
+        p95_latency_ms: None,
     }
 }
 
@@ -276,4 +277,25 @@ mod serde_json_like {
     pub fn to_value<T: serde::Serialize>(t: &T) -> Value {
         serde_json::to_value(t).unwrap()
     }
+}
+
+#[test]
+fn scale_up_step_grows_with_p95_over_the_sla() {
+    let with = |p: f64, p95: Option<f64>| {
+        let mut v = vote("s", ModelKind::Xgboost, true, None);
+        v.probability = Some(p);
+        v.p95_latency_ms = p95;
+        v
+    };
+    // p95 at twice the SLA: urgency 1, the full step.
+    let s = severity_of(&[with(0.6, Some(500.0))], None, Some(250.0));
+    assert_eq!(s.p95_over_sla, Some(2.0));
+    assert_eq!(envelope::step_for(3, &s), 3);
+    // 1.5× the SLA (urgency 0.5) outweighs P = 0.6 (urgency 0.2): step 1 + ⌊0.5 · 2⌋ = 2.
+    let s = severity_of(&[with(0.6, Some(375.0))], None, Some(250.0));
+    assert_eq!(envelope::step_for(3, &s), 2);
+    // No SLA known for the service: only the probability counts.
+    let s = severity_of(&[with(0.6, Some(375.0))], None, None);
+    assert_eq!(s.p95_over_sla, None);
+    assert_eq!(envelope::step_for(3, &s), 1);
 }

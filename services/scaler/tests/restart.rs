@@ -46,6 +46,7 @@ fn vote(id: &str, at_secs: i64, model: ModelKind, up: bool) -> Vote {
         abstain_reason: None,
         replicas: None,
         probability_one_fewer: None,
+        p95_latency_ms: None,
     }
 }
 

@@ -176,6 +176,7 @@ fn votes(service: &str, at_secs: i64, up: bool) -> Vec<Vote> {
             abstain_reason: None,
             replicas: None,
             probability_one_fewer: (!up).then_some(0.05),
+            p95_latency_ms: None,
         })
         .collect()
 }
