@@ -139,6 +139,8 @@ pub struct ScalerReport {
     pub policy_holds: u64,
     /// Votes dead-lettered.
     pub dead_letters: u64,
+    /// Decisions of a previous run published at start (it had stopped before publishing them).
+    pub republished: u64,
     /// What the ballot box saw.
     pub ballot: autoscaler_voting::BoxCounters,
 }
@@ -177,6 +179,7 @@ pub async fn run(
         store,
         policy_problems: HashMap::new(),
     };
+    s.publish_outbox().await?;
     tracing::info!(strategy = %s.cfg.voting.strategy, actuator = s.deps.actuator.name(),
         window_ms = s.cfg.decision_window.as_millis() as u64, dry_run = s.cfg.dry_run,
         "scaler started");
@@ -465,7 +468,38 @@ impl Scaler {
                 encode(&decision),
             ))
             .await?;
+        if let Some(store) = &self.store {
+            store.mark_published(&decision.vector_id)?;
+        }
         self.report.decisions += 1;
+        Ok(())
+    }
+
+    /// Publish the decisions a previous run recorded but did not get to publish (it stopped
+    /// between the two), so no decided vector goes unannounced.
+    async fn publish_outbox(&mut self) -> Result<(), ScalerError> {
+        let Some(store) = &self.store else {
+            return Ok(());
+        };
+        let pending = store.unpublished()?;
+        if !pending.is_empty() {
+            tracing::warn!(
+                decisions = pending.len(),
+                "publishing decisions recorded before a crash"
+            );
+        }
+        for d in pending {
+            self.deps
+                .bus
+                .publish(Outgoing::new(
+                    &self.cfg.decisions_topic,
+                    &d.service,
+                    encode(&d),
+                ))
+                .await?;
+            store.mark_published(&d.vector_id)?;
+            self.report.republished += 1;
+        }
         Ok(())
     }
 

@@ -45,6 +45,11 @@ CREATE TABLE IF NOT EXISTS decisions (
     decision_json  TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS decisions_by_service ON decisions (service, seq);
+CREATE TABLE IF NOT EXISTS outbox (
+    seq           INTEGER PRIMARY KEY AUTOINCREMENT,
+    vector_id     TEXT NOT NULL UNIQUE,
+    decision_json TEXT NOT NULL
+);
 ";
 
 /// Errors of the state store. All are final for the scaler: it stops rather than act on state it
@@ -256,6 +261,14 @@ impl Store {
             ],
         )
         .map_err(|e| self.sqlite(e))?;
+        // The outbox: recorded with the decision, cleared once the broker has it. A crash in
+        // between leaves it here, and the next start publishes it (`unpublished`).
+        tx.execute(
+            "INSERT INTO outbox (vector_id, decision_json) VALUES (?1, ?2) \
+             ON CONFLICT(vector_id) DO NOTHING",
+            params![decision.vector_id.0, json],
+        )
+        .map_err(|e| self.sqlite(e))?;
         let mut inserted = self.inserted.lock().unwrap_or_else(|e| e.into_inner());
         *inserted += 1;
         // Prune now and then, not on every write.
@@ -268,6 +281,39 @@ impl Store {
             .map_err(|e| self.sqlite(e))?;
         }
         tx.commit().map_err(|e| self.sqlite(e))
+    }
+
+    /// The decision of `id` has been published: clear it from the outbox.
+    pub fn mark_published(&self, id: &VectorId) -> Result<(), StoreError> {
+        self.lock()
+            .execute("DELETE FROM outbox WHERE vector_id = ?1", [&id.0])
+            .map(|_| ())
+            .map_err(|e| self.sqlite(e))
+    }
+
+    /// Decisions recorded but not (known to be) published, oldest first: a crash came between
+    /// the two. The scaler publishes them again on start (a consumer may then see one twice,
+    /// never zero times).
+    pub fn unpublished(&self) -> Result<Vec<Decision>, StoreError> {
+        let conn = self.lock();
+        let mut stmt = conn
+            .prepare("SELECT decision_json FROM outbox ORDER BY seq")
+            .map_err(|e| self.sqlite(e))?;
+        let rows: Vec<String> = stmt
+            .query_map([], |r| r.get(0))
+            .map_err(|e| self.sqlite(e))?
+            .collect::<Result<_, _>>()
+            .map_err(|e| self.sqlite(e))?;
+        rows.iter()
+            .map(|j| {
+                autoscaler_contract::decode::<Decision>(j.as_bytes()).map_err(|e| {
+                    StoreError::Corrupt {
+                        path: self.path.clone(),
+                        what: format!("outbox: {e}"),
+                    }
+                })
+            })
+            .collect()
     }
 
     /// The decision log of `service` (every service when `None`), newest last, at most `limit`.
@@ -393,6 +439,26 @@ mod tests {
         assert_eq!(log.len(), 1);
         assert_eq!(log[0], decision("v1", "orders"));
         assert_eq!(s.decisions(None, 10).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn a_recorded_decision_stays_in_the_outbox_until_published() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        let store = Store::open(&path).unwrap();
+        let st = ServiceState::default();
+        store.record(&decision("a", "orders"), &st).unwrap();
+        store.record(&decision("b", "orders"), &st).unwrap();
+        store.mark_published(&VectorId("a".into())).unwrap();
+        drop(store);
+        // A crash before "b" was published: the reopened store still has it, and only it.
+        let store = Store::open(&path).unwrap();
+        let pending = store.unpublished().unwrap();
+        assert_eq!(pending.len(), 1);
+        assert_eq!(pending[0].vector_id, VectorId("b".into()));
+        assert_eq!(pending[0], decision("b", "orders"));
+        store.mark_published(&VectorId("b".into())).unwrap();
+        assert!(store.unpublished().unwrap().is_empty());
     }
 
     #[test]

@@ -299,3 +299,54 @@ fn scale_up_step_grows_with_p95_over_the_sla() {
     assert_eq!(s.p95_over_sla, None);
     assert_eq!(envelope::step_for(3, &s), 1);
 }
+
+/// A decision recorded in the store but not published (the scaler died in between) is
+/// published when the scaler starts again, once.
+#[tokio::test]
+async fn a_decision_recorded_but_not_published_is_published_on_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("state.db");
+    let start_with_db = |bus: MemoryBus| {
+        let mut cfg = ScalerConfig::new(VotingConfig::new(Strategy::Majority));
+        cfg.state_db = Some(db.clone());
+        let shutdown = CancellationToken::new();
+        let deps = ScalerDeps {
+            bus: Arc::new(bus),
+            actuator: Arc::new(SimulatedActuator::new(2)),
+        };
+        (tokio::spawn(run(cfg, deps, shutdown.clone())), shutdown)
+    };
+    // A first run decides one vector and publishes it.
+    let bus = MemoryBus::new(64, Overflow::Block);
+    let mut decisions = bus.subscribe(DECISIONS_TOPIC, "test").await.unwrap();
+    let (task, stop) = start_with_db(bus.clone());
+    while bus.groups(VOTES_TOPIC) == 0 {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    for m in ModelKind::ALL {
+        let v = vote("r", m, true, None);
+        bus.publish(Outgoing::new(VOTES_TOPIC, &v.service, encode(&v)))
+            .await
+            .unwrap();
+    }
+    let first: Decision = decode(&decisions.recv().await.unwrap().unwrap().payload).unwrap();
+    stop.cancel();
+    assert_eq!(task.await.unwrap().unwrap().republished, 0);
+    // Put it back in the outbox, as if the process had died after recording it.
+    let store = Store::open(&db).unwrap();
+    assert!(
+        store.unpublished().unwrap().is_empty(),
+        "published, so cleared"
+    );
+    store.record(&first, &ServiceState::default()).unwrap();
+    drop(store);
+    // The next run publishes it at start, and only once.
+    let bus = MemoryBus::new(64, Overflow::Block);
+    let mut decisions = bus.subscribe(DECISIONS_TOPIC, "test").await.unwrap();
+    let (task, stop) = start_with_db(bus.clone());
+    let again: Decision = decode(&decisions.recv().await.unwrap().unwrap().payload).unwrap();
+    assert_eq!(again, first);
+    stop.cancel();
+    assert_eq!(task.await.unwrap().unwrap().republished, 1);
+    assert!(Store::open(&db).unwrap().unpublished().unwrap().is_empty());
+}
