@@ -175,6 +175,17 @@ pub const FEATURE_NAMES: [&str; 10] = [
     "delta_cpu_usage_pct",
 ];
 
+/// The Sock Shop metrics CSV's columns, in order: `timestamp`, `service`, the ten
+/// [`FEATURE_NAMES`], `sla_violated` — what development mode writes and `train` reads. Writers
+/// append their own extra columns (`replicas`, `run`, `pattern`) after these.
+pub fn metrics_csv_columns() -> Vec<&'static str> {
+    let mut cols = Vec::with_capacity(FEATURE_NAMES.len() + 3);
+    cols.extend(["timestamp", "service"]);
+    cols.extend(FEATURE_NAMES);
+    cols.push("sla_violated");
+    cols
+}
+
 /// The ten measured features of one service at one poll.
 ///
 /// Every field is `Option`: `None` (JSON `null`) means *not measured* — the query failed, returned
@@ -773,6 +784,16 @@ mod tests {
         vote.prediction = Some(2);
         vote.probability = Some(0.5);
         assert!(vote.validate().is_err());
+    }
+
+    #[test]
+    fn metrics_csv_columns_are_the_sock_shop_header() {
+        assert_eq!(
+            metrics_csv_columns().join(","),
+            "timestamp,service,request_rate_rps,error_rate_pct,p50_latency_ms,p95_latency_ms,\
+             p99_latency_ms,cpu_usage_pct,memory_usage_mb,delta_rps,delta_p95_latency_ms,\
+             delta_cpu_usage_pct,sla_violated"
+        );
     }
 
     #[test]

@@ -611,6 +611,34 @@ impl Model for TrainedModel {
     }
 }
 
+/// Decode a model file of this crate's own JSON formats, naming the file on error.
+pub(crate) fn read_artefact<T: serde::de::DeserializeOwned>(
+    bytes: &[u8],
+    path: &Path,
+) -> Result<T, ModelError> {
+    serde_json::from_slice(bytes).map_err(|source| ModelError::Json {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// A model file must carry the format name and version this build writes.
+pub(crate) fn check_artefact_format(
+    path: &Path,
+    (found, found_version): (&str, u32),
+    (expected, expected_version): (&str, u32),
+) -> Result<(), ModelError> {
+    if found == expected && found_version == expected_version {
+        return Ok(());
+    }
+    Err(ModelError::BadArtefact {
+        path: path.to_path_buf(),
+        reason: format!(
+            "format `{found}` v{found_version}, expected `{expected}` v{expected_version}"
+        ),
+    })
+}
+
 /// Train one model on a time-ordered dataset.
 pub fn train(
     kind: ModelKind,

@@ -162,20 +162,16 @@ impl Logistic {
         bytes: &[u8],
         path: &Path,
     ) -> Result<(Self, FileFeatures), ModelError> {
-        let file: FileIn = serde_json::from_slice(bytes).map_err(|source| ModelError::Json {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let file: FileIn = crate::read_artefact(bytes, path)?;
+        crate::check_artefact_format(
+            path,
+            (&file.format, file.format_version),
+            (MODEL_FORMAT, MODEL_FORMAT_VERSION),
+        )?;
         let bad = |reason: String| ModelError::BadArtefact {
             path: path.to_path_buf(),
             reason,
         };
-        if file.format != MODEL_FORMAT || file.format_version != MODEL_FORMAT_VERSION {
-            return Err(bad(format!(
-                "format `{}` v{}, expected `{MODEL_FORMAT}` v{MODEL_FORMAT_VERSION}",
-                file.format, file.format_version
-            )));
-        }
         let d = file.feature_names.len();
         let m = &file.model;
         if m.means.len() != d || m.stds.len() != d || m.coefficients.len() != d {

@@ -81,8 +81,8 @@ pub use labels::{label_violations, ERROR_VIOLATION_PCT};
 pub use params::ServiceParams;
 pub use trace::{SyntheticShape, Trace, TraceError, NASA_TRACE_CSV};
 pub use training::{
-    generate_training_runs, write_training_csv, TrainingDataConfig, TrainingRow, TrainingRun,
-    TRAINING_CSV_HEADER,
+    generate_training_runs, training_csv_header, write_training_csv, TrainingDataConfig,
+    TrainingRow, TrainingRun,
 };
 
 /// Errors of the simulated cluster, the feeds and the training-data writer.

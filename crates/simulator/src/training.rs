@@ -14,24 +14,11 @@ use crate::{label_violations, ReplayFeed, ServiceParams, SimError, SimulatedClus
 use crate::{SyntheticShape, Trace};
 
 /// Header of the training CSV: the Sock Shop columns, then `replicas`, `run`, `pattern`.
-pub const TRAINING_CSV_HEADER: [&str; 16] = [
-    "timestamp",
-    "service",
-    "request_rate_rps",
-    "error_rate_pct",
-    "p50_latency_ms",
-    "p95_latency_ms",
-    "p99_latency_ms",
-    "cpu_usage_pct",
-    "memory_usage_mb",
-    "delta_rps",
-    "delta_p95_latency_ms",
-    "delta_cpu_usage_pct",
-    "sla_violated",
-    "replicas",
-    "run",
-    "pattern",
-];
+pub fn training_csv_header() -> Vec<&'static str> {
+    let mut h = autoscaler_contract::metrics_csv_columns();
+    h.extend(["replicas", "run", "pattern"]);
+    h
+}
 
 /// How to generate training data. Missing fields take their defaults.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -270,7 +257,7 @@ fn simulate_run(
     }
 }
 
-/// Write `runs` as CSV with [`TRAINING_CSV_HEADER`]. `timestamp` is RFC 3339 (UTC) of
+/// Write `runs` as CSV with [`training_csv_header`]. `timestamp` is RFC 3339 (UTC) of
 /// `base_time + t_secs`; a missing value is an empty field (never 0); `sla_violated` is `1`,
 /// `0`, or empty when unknown.
 pub fn write_training_csv<W: Write>(
@@ -279,7 +266,7 @@ pub fn write_training_csv<W: Write>(
     writer: W,
 ) -> Result<(), SimError> {
     let mut w = csv::Writer::from_writer(writer);
-    w.write_record(TRAINING_CSV_HEADER)?;
+    w.write_record(training_csv_header())?;
     let num = |v: Option<f64>| v.map_or_else(String::new, |v| format!("{}", round4(v)));
     for run in runs {
         for row in &run.rows {
@@ -440,7 +427,7 @@ mod tests {
         write_training_csv(&runs, base, &mut out).unwrap();
         let text = String::from_utf8(out).unwrap();
         let lines: Vec<&str> = text.lines().collect();
-        assert_eq!(lines[0], TRAINING_CSV_HEADER.join(","));
+        assert_eq!(lines[0], training_csv_header().join(","));
         assert_eq!(
             lines[1],
             "2024-01-01T00:00:30Z,web,12.5,0,,123.4568,,,,,,,1,2,run00-step,step"

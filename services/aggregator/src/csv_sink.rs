@@ -11,23 +11,12 @@ use std::path::{Path, PathBuf};
 
 use autoscaler_contract::FeatureVector;
 
-/// The CSV header.
-pub const HEADER: [&str; 14] = [
-    "timestamp",
-    "service",
-    "request_rate_rps",
-    "error_rate_pct",
-    "p50_latency_ms",
-    "p95_latency_ms",
-    "p99_latency_ms",
-    "cpu_usage_pct",
-    "memory_usage_mb",
-    "delta_rps",
-    "delta_p95_latency_ms",
-    "delta_cpu_usage_pct",
-    "sla_violated",
-    "replicas",
-];
+/// The CSV header: the Sock Shop columns, then `replicas`.
+pub fn header() -> Vec<&'static str> {
+    let mut h = autoscaler_contract::metrics_csv_columns();
+    h.push("replicas");
+    h
+}
 
 /// Errors writing the CSV.
 #[derive(Debug, thiserror::Error)]
@@ -74,7 +63,7 @@ impl CsvSink {
             .append(true)
             .open(path)
             .map_err(io)?;
-        let header = HEADER.join(",");
+        let header = header().join(",");
         match existing.lines().next() {
             None => {
                 file.write_all(format!("{header}\n").as_bytes())

@@ -157,7 +157,7 @@ async fn development_mode_writes_csv_with_missing_values_empty() {
     );
     let text = std::fs::read_to_string(&path).unwrap();
     let lines: Vec<&str> = text.lines().collect();
-    assert_eq!(lines[0], csv_sink::HEADER.join(","));
+    assert_eq!(lines[0], csv_sink::header().join(","));
     assert_eq!(lines.len(), 7);
     let fields: Vec<&str> = lines[1].split(',').collect();
     assert_eq!(fields.len(), 14);
