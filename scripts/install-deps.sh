@@ -36,6 +36,28 @@ else
     say "Debian packages present"
 fi
 
+# Prometheus (Debian's) for the aggregator's real test and scripts/stack-up.sh. The package's own
+# service must not start (it would bind :9090 on every address): a policy-rc.d we add only for the
+# install says so to invoke-rc.d. The tests and scripts start their own Prometheus on 127.0.0.1.
+if ! command -v prometheus >/dev/null; then
+    say "apt-get install prometheus (its service is not started)"
+    policy=/usr/sbin/policy-rc.d
+    added_policy=""
+    if [ ! -e "$policy" ]; then
+        printf '#!/bin/sh\nexit 101\n' | $SUDO tee "$policy" >/dev/null
+        $SUDO chmod +x "$policy"
+        added_policy=1
+    fi
+    remove_policy() { if [ -n "$added_policy" ]; then $SUDO rm -f "$policy"; fi; }
+    trap remove_policy EXIT
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends prometheus
+    remove_policy
+    trap - EXIT
+else
+    say "prometheus present ($(prometheus --version 2>&1 | head -n 1))"
+fi
+
 # XGBoost's shared library (PyPI wheel xgboost-cpu, pinned) into /usr/local/lib.
 $SUDO bash scripts/install-xgboost.sh
 

@@ -41,6 +41,19 @@ fi
 echo "== cargo test"
 cargo test --workspace --all-targets
 
+echo "== load-testing: shape tests and a Locust smoke run against the demo service"
+python3 -m unittest discover -s load-testing -p 'test_*.py'
+smoke_dir="$(mktemp -d)"
+"$CARGO_TARGET_DIR/debug/autoscaler" demo-service --listen 127.0.0.1:0 --service front-end \
+    --work-ms 2 >"$smoke_dir/log" 2>&1 &
+smoke_pid=$!
+for _ in $(seq 1 100); do grep -q 'listening on http://' "$smoke_dir/log" && break; sleep 0.1; done
+smoke_url="$(grep -o 'http://127.0.0.1:[0-9]*' "$smoke_dir/log" | head -n 1)"
+[ -n "$smoke_url" ] || { cat "$smoke_dir/log"; exit 1; }
+bash scripts/locust-smoke.sh "$smoke_url"
+kill "$smoke_pid"; wait "$smoke_pid"
+rm -rf "$smoke_dir"
+
 echo "== demo (release): under 120 s, same seed -> same summary"
 cargo build --release --quiet
 models="$(mktemp -d)"

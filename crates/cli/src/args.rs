@@ -46,6 +46,9 @@ pub enum Command {
     /// Write simulated, labelled training runs as a metrics CSV (what the default models
     /// train on).
     TrainingData(crate::train_cmd::TrainingDataArgs),
+    /// A small HTTP service to scale: Sock Shop-like routes that burn real CPU on a fixed pool
+    /// of workers, and Sock Shop's Prometheus metrics on /metrics.
+    DemoService(DemoServiceOpts),
 }
 
 /// `autoscaler tail`.
@@ -145,25 +148,33 @@ pub struct AggregatorOpts {
     /// Production (publish) or development (CSV).
     #[arg(long, env = "MODE", value_enum, default_value = "production")]
     pub mode: ModeArg,
-    /// Seconds between polls.
-    #[arg(
-        long = "poll-interval-sec",
-        env = "POLL_INTERVAL_SEC",
-        default_value_t = 30
-    )]
-    pub poll_interval_sec: u64,
-    /// Prometheus base URL.
-    #[arg(long, env = "PROMETHEUS_URL", default_value = "http://127.0.0.1:9090")]
-    pub prometheus_url: String,
-    /// Managed services, comma-separated. In a replay the first takes the trace at full scale,
-    /// the i-th at 1/(1 + i/2) of it.
-    #[arg(
-        long,
-        env = "SERVICES",
-        value_delimiter = ',',
-        default_value = "front-end,orders"
-    )]
-    pub services: Vec<String>,
+    /// Seconds between polls [default: 30, or the config file's].
+    #[arg(long = "poll-interval-sec", env = "POLL_INTERVAL_SEC")]
+    pub poll_interval_sec: Option<u64>,
+    /// Prometheus base URL [default: http://127.0.0.1:9090, or the config file's].
+    #[arg(long, env = "PROMETHEUS_URL")]
+    pub prometheus_url: Option<String>,
+    /// Managed services, comma-separated [default: the config file's; a replay: front-end,orders].
+    /// In a replay the first takes the trace at full scale, the i-th at 1/(1 + i/2) of it.
+    #[arg(long, env = "SERVICES", value_delimiter = ',')]
+    pub services: Option<Vec<String>>,
+    /// Aggregator config file (TOML: prometheus_url, preset, poll_interval_sec,
+    /// query_timeout_sec, services, [queries] overrides). Flags and environment win over it.
+    #[arg(long, env = "AGGREGATOR_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// PromQL preset: sockshop or demo [default: sockshop, or the config file's].
+    #[arg(long, env = "PROMQL_PRESET")]
+    pub preset: Option<String>,
+    /// Per-request timeout of a PromQL query, seconds; below the poll interval
+    /// [default: a third of the interval, at most 10].
+    #[arg(long = "query-timeout-sec", env = "PROMETHEUS_QUERY_TIMEOUT_SEC")]
+    pub query_timeout_sec: Option<f64>,
+    /// Stop after this many polls (Prometheus source; for scripts and tests).
+    #[arg(long)]
+    pub polls: Option<u64>,
+    /// Also write the metrics CSV in production mode.
+    #[arg(long = "csv", env = "METRICS_CSV_IN_PRODUCTION")]
+    pub csv_in_production: bool,
     /// Request trace (CSV `timestamp_s,requests`); default: the NASA-HTTP sample shipped in
     /// the project (1995-07-12 to 07-14).
     #[arg(long, env = "AUTOSCALER_TRACE")]
@@ -377,6 +388,45 @@ pub struct DemoArgs {
     /// Print only the summary, no decision blocks.
     #[arg(long)]
     pub quiet: bool,
+}
+
+/// `autoscaler demo-service`.
+#[derive(Debug, Clone, Args)]
+pub struct DemoServiceOpts {
+    /// Address to listen on (`0.0.0.0:8081` in a container; port 0 picks a free one).
+    #[arg(long, env = "AUTOSCALER_DEMO_LISTEN", default_value = autoscaler_demo_service::DEFAULT_LISTEN, value_parser = parse_listen)]
+    pub listen: std::net::SocketAddr,
+    /// The `service` label of `request_duration_seconds`, e.g. `front-end`, `orders`.
+    #[arg(long, env = "AUTOSCALER_DEMO_SERVICE", default_value = autoscaler_demo_service::DEFAULT_SERVICE)]
+    pub service: String,
+    /// CPU burnt per request on a worker, milliseconds (`?work_ms=N` overrides per request).
+    #[arg(long = "work-ms", env = "AUTOSCALER_DEMO_WORK_MS", default_value_t = autoscaler_demo_service::DEFAULT_WORK_MS)]
+    pub work_ms: u64,
+    /// Requests that burn CPU at once; the others queue (capacity = workers × replicas).
+    #[arg(long, env = "AUTOSCALER_DEMO_WORKERS", default_value_t = autoscaler_demo_service::DEFAULT_WORKERS)]
+    pub workers: usize,
+    /// Percentage of requests answered 500, spread evenly by arrival order (0–100).
+    #[arg(
+        long = "error-pct",
+        env = "AUTOSCALER_DEMO_ERROR_PCT",
+        default_value_t = 0.0,
+        allow_negative_numbers = true
+    )]
+    pub error_pct: f64,
+    /// Extra fixed latency per request, milliseconds, spent without a worker
+    /// (`?sleep_ms=N` overrides per request).
+    #[arg(
+        long = "sleep-ms",
+        env = "AUTOSCALER_DEMO_SLEEP_MS",
+        default_value_t = 0
+    )]
+    pub sleep_ms: u64,
+}
+
+fn parse_listen(s: &str) -> Result<std::net::SocketAddr, String> {
+    s.parse().map_err(|_| {
+        format!("`{s}` is not an IP address and port, e.g. 127.0.0.1:8081 or 0.0.0.0:8081")
+    })
 }
 
 fn parse_model(s: &str) -> Result<ModelKind, String> {

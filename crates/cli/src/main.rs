@@ -184,6 +184,7 @@ async fn dispatch(cmd: Command) -> anyhow::Result<()> {
         Command::Evaluate(a) => train_cmd::evaluate_cmd(&a),
         Command::TrainingData(a) => train_cmd::training_data(&a),
         Command::Demo(a) => demo(a, shutdown).await,
+        Command::DemoService(a) => demo_service(a, shutdown).await,
     }
 }
 
@@ -271,6 +272,39 @@ async fn run_all(a: RunArgs, shutdown: CancellationToken) -> anyhow::Result<()> 
         "{}",
         report::summary(&r.aggregator, &r.scaler, &r.inference, interval, &v)
     );
+    Ok(())
+}
+
+/// `autoscaler demo-service`: validate (exit 64 listing every problem), bind, say where on
+/// stderr (scripts wait for `listening on http://`), serve until SIGTERM or ctrl-c.
+async fn demo_service(a: args::DemoServiceOpts, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let cfg = autoscaler_demo_service::DemoServiceConfig {
+        listen: a.listen,
+        service: a.service,
+        work_ms: a.work_ms,
+        workers: a.workers,
+        error_pct: a.error_pct,
+        sleep_ms: a.sleep_ms,
+        ..Default::default()
+    };
+    let problems = cfg.problems();
+    if !problems.is_empty() {
+        return Err(ConfigError(problems).into());
+    }
+    let bound = autoscaler_demo_service::bind(cfg.clone()).await?;
+    eprintln!(
+        "demo-service {}: listening on http://{} ({} ms of work per request, {} worker{}, \
+         {}% errors, {} ms sleep)",
+        cfg.service,
+        bound.local_addr(),
+        cfg.work_ms,
+        cfg.workers,
+        if cfg.workers == 1 { "" } else { "s" },
+        cfg.error_pct,
+        cfg.sleep_ms
+    );
+    bound.serve(shutdown).await?;
+    eprintln!("demo-service {}: stopped", cfg.service);
     Ok(())
 }
 

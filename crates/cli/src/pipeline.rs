@@ -6,8 +6,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use autoscaler_aggregator::prometheus::{ConfigFile, Preset, PrometheusSource};
 use autoscaler_aggregator::{
     AggregatorConfig, AggregatorDeps, AggregatorReport, Mode, ReplayConfig, ReplayService, Source,
+    DEFAULT_POLL_INTERVAL_SECS,
 };
 use autoscaler_bus::{Bus, MemoryBus};
 use autoscaler_contract::{
@@ -51,6 +53,26 @@ pub fn nasa_start() -> DateTime<Utc> {
 /// The aggregator's configuration, or every problem with the options.
 pub fn aggregator_config(o: &AggregatorOpts) -> Result<AggregatorConfig, ConfigError> {
     let mut problems = Vec::new();
+    // Flags and environment win over the config file, which wins over built-in defaults.
+    let file = match &o.config {
+        Some(path) => ConfigFile::load(path).unwrap_or_else(|e| {
+            problems.push(e);
+            ConfigFile::default()
+        }),
+        None => ConfigFile::default(),
+    };
+    let poll_interval = o
+        .poll_interval_sec
+        .or(file.poll_interval_sec)
+        .unwrap_or(DEFAULT_POLL_INTERVAL_SECS);
+    let services: Vec<String> = match (&o.services, file.services.is_empty()) {
+        (Some(s), _) => s.clone(),
+        (None, false) => file.services.clone(),
+        (None, true) if o.source == SourceKind::Replay => {
+            vec!["front-end".to_string(), "orders".to_string()]
+        }
+        (None, true) => Vec::new(),
+    };
     let source = match o.source {
         SourceKind::Replay => {
             let (trace, start) = match &o.trace {
@@ -75,8 +97,7 @@ pub fn aggregator_config(o: &AggregatorOpts) -> Result<AggregatorConfig, ConfigE
                     o.duration_hours
                 ));
             }
-            let services = o
-                .services
+            let services = services
                 .iter()
                 .enumerate()
                 .map(|(i, name)| ReplayService {
@@ -100,12 +121,14 @@ pub fn aggregator_config(o: &AggregatorOpts) -> Result<AggregatorConfig, ConfigE
                 sla_p95_ms: o.sla_p95_ms,
             }))
         }
-        SourceKind::Prometheus => Source::Prometheus {
-            url: o.prometheus_url.clone(),
-            services: o.services.clone(),
-        },
+        SourceKind::Prometheus => Source::Prometheus(Box::new(prometheus_source(
+            o,
+            &file,
+            poll_interval,
+            &mut problems,
+        ))),
     };
-    if o.services.iter().any(|s| s.trim().is_empty()) {
+    if services.iter().any(|s| s.trim().is_empty()) {
         problems.push("SERVICES has an empty name".into());
     }
     if !(o.sla_p95_ms.is_finite() && o.sla_p95_ms > 0.0) {
@@ -116,14 +139,53 @@ pub fn aggregator_config(o: &AggregatorOpts) -> Result<AggregatorConfig, ConfigE
         ModeArg::Production => Mode::Production,
         ModeArg::Development => Mode::Development,
     };
-    cfg.poll_interval_secs = o.poll_interval_sec;
+    cfg.poll_interval_secs = poll_interval;
     cfg.csv_path = o.csv_path.clone();
+    cfg.csv_in_production = o.csv_in_production;
     problems.extend(cfg.problems());
     if problems.is_empty() {
         Ok(cfg)
     } else {
         Err(ConfigError(problems))
     }
+}
+
+/// The Prometheus source from flags, environment and the config file.
+fn prometheus_source(
+    o: &AggregatorOpts,
+    file: &ConfigFile,
+    poll_interval: u64,
+    problems: &mut Vec<String>,
+) -> PrometheusSource {
+    let preset = match o.preset.as_deref().map(str::parse::<Preset>) {
+        Some(Ok(p)) => p,
+        Some(Err(e)) => {
+            problems.push(e);
+            Preset::default()
+        }
+        None => file.preset.unwrap_or_default(),
+    };
+    let url = o
+        .prometheus_url
+        .clone()
+        .or_else(|| file.prometheus_url.clone())
+        .unwrap_or_else(|| "http://127.0.0.1:9090".to_string());
+    let services = o.services.clone().unwrap_or_else(|| file.services.clone());
+    let mut src = PrometheusSource::new(url, services, preset);
+    if let Err(e) = src.queries.override_with(&file.queries) {
+        problems.push(format!("config file: {e}"));
+    }
+    let timeout = o.query_timeout_sec.or(file.query_timeout_sec);
+    src.query_timeout = match timeout {
+        Some(t) if t.is_finite() && t > 0.0 => Duration::from_secs_f64(t),
+        Some(t) => {
+            problems.push(format!("query timeout must be > 0 s, got {t}"));
+            Duration::from_secs(1)
+        }
+        None => Duration::from_secs_f64((poll_interval as f64 / 3.0).clamp(0.1, 10.0)),
+    };
+    src.polls = o.polls;
+    src
 }
 
 /// The scaler's configuration, or every problem with the options.

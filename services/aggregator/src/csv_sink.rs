@@ -117,6 +117,16 @@ impl CsvSink {
             })
     }
 
+    /// Flush and ask the OS to put the rows on disk (once per poll: survives a machine crash,
+    /// not only a process crash).
+    pub fn sync(&mut self) -> Result<(), CsvSinkError> {
+        self.flush()?;
+        self.file.sync_data().map_err(|source| CsvSinkError::Io {
+            path: self.path.clone(),
+            source,
+        })
+    }
+
     /// Flush to the OS.
     pub fn flush(&mut self) -> Result<(), CsvSinkError> {
         self.file.flush().map_err(|source| CsvSinkError::Io {

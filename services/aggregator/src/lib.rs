@@ -11,11 +11,13 @@
 //!   `scaling-decisions`, and applies them to its simulated cluster (with the start-up delay of
 //!   new replicas). With `speed: None` it runs in lock-step — each poll waits for the decisions
 //!   of the previous one — as fast as the pipeline goes, and the same seed gives the same run.
-//! * [`Source::Prometheus`]: PromQL against a real Prometheus (its own issue; selecting it today
-//!   is a clear error, not a silent fallback).
+//! * [`Source::Prometheus`]: PromQL against a real Prometheus, one evaluation time per poll,
+//!   missing metrics marked missing and an unreachable Prometheus turned into stale vectors
+//!   ([`prometheus`]).
 #![deny(missing_docs)]
 
 pub mod csv_sink;
+pub mod prometheus;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -97,12 +99,7 @@ pub enum Source {
     /// Replay a trace through simulated services.
     Replay(Box<ReplayConfig>),
     /// Poll a Prometheus server.
-    Prometheus {
-        /// Its base URL.
-        url: String,
-        /// Managed services.
-        services: Vec<String>,
-    },
+    Prometheus(Box<prometheus::PrometheusSource>),
 }
 
 /// Configuration of the aggregator.
@@ -166,11 +163,7 @@ impl AggregatorConfig {
                     }
                 }
             }
-            Source::Prometheus { services, .. } => {
-                if services.is_empty() {
-                    p.push("no services to poll (set SERVICES)".into());
-                }
-            }
+            Source::Prometheus(src) => p.extend(src.problems(self.poll_interval_secs)),
         }
         p
     }
@@ -190,9 +183,6 @@ pub enum AggregatorError {
     /// The configuration is invalid.
     #[error("invalid aggregator configuration: {}", .0.join("; "))]
     Config(Vec<String>),
-    /// The source is not available in this build.
-    #[error("{0}")]
-    Unavailable(String),
     /// The bus failed.
     #[error("bus: {0}")]
     Bus(#[from] BusError),
@@ -232,6 +222,12 @@ pub struct AggregatorReport {
     pub decision_timeouts: u64,
     /// Decisions that could not be read.
     pub bad_decisions: u64,
+    /// Vectors published stale (Prometheus unreachable for a whole poll).
+    pub stale_vectors: u64,
+    /// Features published missing (query failed, returned nothing, or NaN/Inf).
+    pub missing_features: u64,
+    /// Polls retried because Prometheus could not be reached.
+    pub retries: u64,
     /// Per service (replay only).
     pub services: std::collections::BTreeMap<String, ServiceTotals>,
 }
@@ -251,10 +247,126 @@ pub async fn run(
             let r = (**r).clone();
             run_replay(&cfg, r, deps, shutdown).await
         }
-        Source::Prometheus { url, .. } => Err(AggregatorError::Unavailable(format!(
-            "the Prometheus source ({url}) is not built yet: use --source replay"
-        ))),
+        Source::Prometheus(src) => {
+            let src = (**src).clone();
+            run_prometheus(&cfg, src, deps, shutdown).await
+        }
     }
+}
+
+async fn run_prometheus(
+    cfg: &AggregatorConfig,
+    src: prometheus::PrometheusSource,
+    deps: AggregatorDeps,
+    shutdown: CancellationToken,
+) -> Result<AggregatorReport, AggregatorError> {
+    let interval = Duration::from_secs(cfg.poll_interval_secs);
+    // Retries must end in time for the vector to still describe its poll.
+    let retry_budget = interval.mul_f64(0.6);
+    let poller = prometheus::Poller::new(src).map_err(|e| AggregatorError::Config(vec![e]))?;
+    let services = poller.source().services.clone();
+    let planned = poller.source().polls;
+    let mut csv = match (cfg.mode, cfg.csv_in_production) {
+        (Mode::Development, _) | (_, true) => Some(csv_sink::CsvSink::open(&cfg.csv_path)?),
+        _ => None,
+    };
+    let publish = cfg.mode == Mode::Production;
+    let mut previous: HashMap<String, Option<prometheus::Previous>> = HashMap::new();
+    let mut report = AggregatorReport::default();
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    tracing::info!(url = %poller.source().url, services = ?services,
+        interval_secs = cfg.poll_interval_secs, mode = ?cfg.mode, "polling Prometheus");
+    let mut poll: u64 = 0;
+    while planned.is_none_or(|n| poll < n) {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = ticker.tick() => {}
+        }
+        let at = prometheus::poll_time();
+        let answers = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            r = poller.poll(at, retry_budget, &mut report.retries) => r,
+        };
+        let mut vectors = Vec::with_capacity(services.len());
+        match answers {
+            Ok(raw) => {
+                for name in &services {
+                    let empty = prometheus::Raw::new();
+                    let r = raw.get(name).unwrap_or(&empty);
+                    let prev = previous.entry(name.clone()).or_default();
+                    let (features, replicas) = prometheus::features(r, prev);
+                    let missing = features.missing();
+                    // A missing delta after a missing input is a consequence, not news.
+                    let reasons = prometheus::missing_reasons(r);
+                    if !reasons.is_empty() {
+                        tracing::debug!(service = %name, poll, missing = ?reasons, "features missing");
+                    }
+                    report.missing_features += missing.len() as u64;
+                    vectors.push(FeatureVector {
+                        schema_version: SCHEMA_VERSION,
+                        vector_id: VectorId::new(name, poll, at),
+                        timestamp: Utc::now(),
+                        metric_time: at,
+                        service: name.clone(),
+                        poll,
+                        replicas,
+                        stale: false,
+                        stale_reason: None,
+                        features,
+                    });
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, poll, "Prometheus unreachable for the whole poll: \
+                    publishing stale vectors");
+                previous.clear();
+                for name in &services {
+                    report.stale_vectors += 1;
+                    vectors.push(FeatureVector {
+                        schema_version: SCHEMA_VERSION,
+                        vector_id: VectorId::new(name, poll, at),
+                        timestamp: Utc::now(),
+                        metric_time: at,
+                        service: name.clone(),
+                        poll,
+                        replicas: None,
+                        stale: true,
+                        stale_reason: Some(format!("Prometheus unreachable: {e}")),
+                        features: Default::default(),
+                    });
+                }
+            }
+        }
+        for v in &vectors {
+            if let Some(csv) = csv.as_mut() {
+                csv.append(v)?;
+            }
+            if publish {
+                deps.bus
+                    .publish(Outgoing::new(&cfg.metrics_topic, &v.service, encode(v)))
+                    .await?;
+            }
+            report.vectors += 1;
+        }
+        if let Some(csv) = csv.as_mut() {
+            csv.sync()?;
+        }
+        poll += 1;
+        report.ticks += 1;
+        if let Some(p) = &deps.progress {
+            p(poll, planned.unwrap_or(0));
+        }
+    }
+    deps.bus.flush(Duration::from_secs(10)).await?;
+    tracing::info!(
+        polls = report.ticks,
+        vectors = report.vectors,
+        stale = report.stale_vectors,
+        missing_features = report.missing_features,
+        "Prometheus polling stopped"
+    );
+    Ok(report)
 }
 
 struct Sim {
@@ -469,5 +581,7 @@ fn apply_decision(cluster: &SimulatedCluster, d: &Decision, t: f64, report: &mut
     }
 }
 
+#[cfg(test)]
+mod prom_tests;
 #[cfg(test)]
 mod tests;

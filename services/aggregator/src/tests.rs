@@ -187,7 +187,7 @@ async fn development_mode_writes_csv_with_missing_values_empty() {
 }
 
 #[tokio::test]
-async fn bad_config_lists_every_problem_and_prometheus_is_explicit() {
+async fn bad_config_lists_every_problem() {
     let mut r = replay(&[], 0.0, Some(-1.0));
     r.initial_replicas = 0;
     let mut cfg = AggregatorConfig::new(Source::Replay(Box::new(r)));
@@ -207,10 +207,8 @@ async fn bad_config_lists_every_problem_and_prometheus_is_explicit() {
         panic!("{err}")
     };
     assert_eq!(p.len(), 5, "{p:?}");
-    let cfg = AggregatorConfig::new(Source::Prometheus {
-        url: "http://127.0.0.1:9090".into(),
-        services: vec!["orders".into()],
-    });
+    let src = prometheus::PrometheusSource::new("http://127.0.0.1:9", vec![], Default::default());
+    let cfg = AggregatorConfig::new(Source::Prometheus(Box::new(src)));
     let err = run(
         cfg,
         AggregatorDeps {
@@ -221,5 +219,5 @@ async fn bad_config_lists_every_problem_and_prometheus_is_explicit() {
     )
     .await
     .unwrap_err();
-    assert!(err.to_string().contains("--source replay"));
+    assert!(err.to_string().contains("no services to poll"), "{err}");
 }

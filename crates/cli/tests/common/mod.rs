@@ -21,6 +21,11 @@ pub fn bin() -> Command {
         "VOTES_TOPIC",
         "DECISIONS_TOPIC",
         "KAFKA_GROUP_PREFIX",
+        "PROMETHEUS_URL",
+        "PROMQL_PRESET",
+        "AGGREGATOR_CONFIG",
+        "METRICS_CSV",
+        "AUTOSCALER_SOURCE",
     ] {
         c.env_remove(var);
     }

@@ -1,0 +1,618 @@
+//! The Prometheus source: PromQL per managed service and poll, turned into honest features.
+//!
+//! Each poll evaluates every query of every service at **one** evaluation time (the poll's wall
+//! clock, whole seconds), so the ten features of a vector describe the same instant, and stamps
+//! the vector with that time.
+//!
+//! Honesty rules, in the order they apply:
+//! * a query that fails (a PromQL error, a bad answer) or returns nothing marks *that* feature
+//!   missing (`null`), never 0;
+//! * an answer that is NaN or ±Inf (e.g. `histogram_quantile` over zero traffic, 0/0 for the
+//!   error rate of an idle service) is missing too;
+//! * Prometheus unreachable (connection refused, timeout, an HTTP 5xx from a proxy): the poll is
+//!   retried with exponential backoff inside a budget below the poll interval; if it still cannot
+//!   be reached, every service's vector is published **stale** (all features `null`, the reason
+//!   in `stale_reason`) so the models abstain, and it is counted and logged;
+//! * deltas are taken against the previous poll of the same service only: after a stale poll the
+//!   memory is dropped, so the first poll after recovery has `null` deltas, not a jump from 0.
+//!
+//! Queries are templates: `{service}` is replaced by the service name, escaped as a PromQL
+//! string. Two presets ship ([`Preset`]); any query can be overridden in the config file
+//! ([`ConfigFile`]).
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::time::Duration;
+
+use autoscaler_contract::Features;
+use chrono::{DateTime, TimeZone, Utc};
+use serde::Deserialize;
+
+/// The raw (non-delta) measurements a poll asks Prometheus for, in the order they are queried.
+pub const QUERY_NAMES: [&str; 8] = [
+    "request_rate_rps",
+    "error_rate_pct",
+    "p50_latency_ms",
+    "p95_latency_ms",
+    "p99_latency_ms",
+    "cpu_usage_pct",
+    "memory_usage_mb",
+    "replicas",
+];
+
+/// A set of PromQL presets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Preset {
+    /// Weaveworks Sock Shop: `request_duration_seconds` histograms labelled by `service`,
+    /// errors from `status_code=~"5.."`, process CPU and memory of the scrape job named after
+    /// the service, replicas = scrape targets up.
+    #[default]
+    Sockshop,
+    /// The project's demo service (`autoscaler demo-service`): the same metric names as Sock
+    /// Shop, with the health-check route left out of the request metrics.
+    Demo,
+}
+
+impl std::str::FromStr for Preset {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "sockshop" => Ok(Preset::Sockshop),
+            "demo" => Ok(Preset::Demo),
+            _ => Err(format!(
+                "unknown PromQL preset `{s}` (valid: sockshop, demo)"
+            )),
+        }
+    }
+}
+
+/// The query templates of one aggregator, by [`QUERY_NAMES`] name.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Queries(BTreeMap<&'static str, String>);
+
+impl Queries {
+    /// The templates of a preset.
+    pub fn preset(p: Preset) -> Self {
+        // Matchers on the request histogram.
+        let req = match p {
+            Preset::Sockshop => r#"service="{service}""#,
+            Preset::Demo => r#"service="{service}",route!="/health""#,
+        };
+        let job = r#"job="{service}""#;
+        let count = format!("request_duration_seconds_count{{{req}}}");
+        let errors = format!("request_duration_seconds_count{{{req},status_code=~\"5..\"}}");
+        let bucket = format!("request_duration_seconds_bucket{{{req}}}");
+        let quantile =
+            |q: &str| format!("1000 * histogram_quantile({q}, sum by (le) (rate({bucket}[1m])))");
+        let mut m = BTreeMap::new();
+        m.insert("request_rate_rps", format!("sum(rate({count}[1m]))"));
+        // No 5xx series at all means no errors (the request series exist); 0/0 over an idle
+        // minute is NaN, i.e. missing.
+        m.insert(
+            "error_rate_pct",
+            format!("100 * (sum(rate({errors}[1m])) or vector(0)) / sum(rate({count}[1m]))"),
+        );
+        m.insert("p50_latency_ms", quantile("0.5"));
+        m.insert("p95_latency_ms", quantile("0.95"));
+        m.insert("p99_latency_ms", quantile("0.99"));
+        m.insert(
+            "cpu_usage_pct",
+            format!("100 * sum(rate(process_cpu_seconds_total{{{job}}}[1m]))"),
+        );
+        m.insert(
+            "memory_usage_mb",
+            format!("sum(process_resident_memory_bytes{{{job}}}) / 1048576"),
+        );
+        // Targets up: 0 when every replica is down, missing when Prometheus knows no target.
+        m.insert("replicas", format!("sum(up{{{job}}})"));
+        Queries(m)
+    }
+
+    /// Replace templates by name; an unknown name is an error (a typo must not be ignored).
+    pub fn override_with(&mut self, overrides: &HashMap<String, String>) -> Result<(), String> {
+        for (name, q) in overrides {
+            let Some(key) = QUERY_NAMES.iter().find(|n| **n == name.as_str()) else {
+                return Err(format!(
+                    "unknown query `{name}` (valid: {})",
+                    QUERY_NAMES.join(", ")
+                ));
+            };
+            if q.trim().is_empty() {
+                return Err(format!("query `{name}` is empty"));
+            }
+            self.0.insert(key, q.clone());
+        }
+        Ok(())
+    }
+
+    /// The template of `name`.
+    pub fn template(&self, name: &str) -> Option<&str> {
+        self.0.get(name).map(String::as_str)
+    }
+
+    /// The query of `name` for `service`.
+    pub fn for_service(&self, name: &str, service: &str) -> Option<String> {
+        self.template(name)
+            .map(|t| t.replace("{service}", &promql_string_escape(service)))
+    }
+}
+
+/// Escape a value for use inside a double-quoted PromQL string.
+pub fn promql_string_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// The aggregator's config file (TOML). Every key is optional; flags and environment fill in
+/// what the file leaves out, and the file wins over their defaults.
+///
+/// ```toml
+/// prometheus_url = "http://127.0.0.1:9090"
+/// preset = "sockshop"            # or "demo"
+/// poll_interval_sec = 30
+/// query_timeout_sec = 10
+/// services = ["front-end", "carts", "orders"]
+///
+/// [queries]                      # any of QUERY_NAMES; {service} is the service name
+/// memory_usage_mb = 'sum(container_memory_rss{container_label_com_docker_swarm_service_name="{service}"}) / 1048576'
+/// ```
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    /// Prometheus base URL.
+    pub prometheus_url: Option<String>,
+    /// The PromQL preset.
+    pub preset: Option<Preset>,
+    /// Seconds between polls.
+    pub poll_interval_sec: Option<u64>,
+    /// Per-request timeout, seconds.
+    pub query_timeout_sec: Option<f64>,
+    /// Managed services.
+    #[serde(default)]
+    pub services: Vec<String>,
+    /// Query overrides by name.
+    #[serde(default)]
+    pub queries: HashMap<String, String>,
+}
+
+impl ConfigFile {
+    /// Read and parse a config file; errors name the file and, for syntax, the line.
+    pub fn load(path: &Path) -> Result<Self, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        Self::parse(&text).map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    /// Parse config text.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        toml::from_str(text).map_err(|e| e.to_string())
+    }
+}
+
+/// How the Prometheus source runs.
+#[derive(Debug, Clone)]
+pub struct PrometheusSource {
+    /// Base URL (`http://host:9090`, or a path prefix behind a proxy).
+    pub url: String,
+    /// Managed services.
+    pub services: Vec<String>,
+    /// The query templates.
+    pub queries: Queries,
+    /// Per-request timeout; must be below the poll interval.
+    pub query_timeout: Duration,
+    /// Stop after this many polls (`None`: until shut down).
+    pub polls: Option<u64>,
+}
+
+impl PrometheusSource {
+    /// A source with the preset's queries and a timeout of a third of the interval (at most 10 s).
+    pub fn new(url: impl Into<String>, services: Vec<String>, preset: Preset) -> Self {
+        PrometheusSource {
+            url: url.into(),
+            services,
+            queries: Queries::preset(preset),
+            query_timeout: Duration::from_secs(10),
+            polls: None,
+        }
+    }
+
+    /// Problems with this source at this poll interval.
+    pub fn problems(&self, poll_interval_secs: u64) -> Vec<String> {
+        let mut p = Vec::new();
+        if self.services.is_empty() {
+            p.push("no services to poll (set SERVICES or `services` in the config file)".into());
+        }
+        if self.services.iter().any(|s| s.trim().is_empty()) {
+            p.push("a service name is empty".into());
+        }
+        if let Err(e) = reqwest::Url::parse(&self.url) {
+            p.push(format!("PROMETHEUS_URL `{}`: {e}", self.url));
+        }
+        let interval = Duration::from_secs(poll_interval_secs);
+        if self.query_timeout.is_zero() || self.query_timeout >= interval {
+            p.push(format!(
+                "query timeout {:?} must be above 0 and below the poll interval {interval:?}",
+                self.query_timeout
+            ));
+        }
+        if self.polls == Some(0) {
+            p.push("--polls must be at least 1".into());
+        }
+        p
+    }
+}
+
+/// What one query gave.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Answer {
+    /// A finite number.
+    Value(f64),
+    /// Missing, and why (empty result, NaN, a PromQL error, …).
+    Missing(String),
+    /// Prometheus could not be reached (or answered like a dead proxy).
+    Unreachable(String),
+}
+
+/// The raw measurements of one service at one poll, by query name.
+pub type Raw = BTreeMap<&'static str, Answer>;
+
+/// Turn a query's result into an [`Answer`].
+pub fn interpret(
+    result: Result<prometheus_http_query::response::PromqlResult, prometheus_http_query::Error>,
+) -> Answer {
+    use prometheus_http_query::response::Data;
+    use prometheus_http_query::Error;
+    let data = match result {
+        Ok(r) => r.into_inner().0,
+        Err(Error::Client(e)) => {
+            let detail = match e.inner() {
+                Some(re) => format!("{e}: {re}"),
+                None => e.to_string(),
+            };
+            // A reply that parsed as HTTP but not as the API (a 502 from a proxy, an HTML page)
+            // is a broken path to Prometheus, not a missing metric.
+            return Answer::Unreachable(detail);
+        }
+        Err(e) => return Answer::Missing(format!("query failed: {e}")),
+    };
+    let value = match data {
+        Data::Scalar(s) => s.value(),
+        Data::Vector(v) => match v.as_slice() {
+            [] => return Answer::Missing("no data".into()),
+            [one] => one.sample().value(),
+            many => {
+                return Answer::Missing(format!(
+                    "{} series where one was expected (aggregate the query)",
+                    many.len()
+                ))
+            }
+        },
+        Data::Matrix(_) => {
+            return Answer::Missing("a range vector where a number was expected".into())
+        }
+    };
+    if value.is_finite() {
+        Answer::Value(value)
+    } else {
+        Answer::Missing(format!("{value}"))
+    }
+}
+
+/// The Prometheus client of one aggregator.
+pub struct Poller {
+    client: prometheus_http_query::Client,
+    src: PrometheusSource,
+    timeout: Duration,
+}
+
+impl Poller {
+    /// A client for `src`.
+    pub fn new(src: PrometheusSource) -> Result<Self, String> {
+        let http = reqwest::Client::builder()
+            .timeout(src.query_timeout)
+            .connect_timeout(src.query_timeout)
+            .build()
+            .map_err(|e| format!("HTTP client: {e}"))?;
+        let client = prometheus_http_query::Client::from(http, &src.url)
+            .map_err(|e| format!("PROMETHEUS_URL `{}`: {e}", src.url))?;
+        Ok(Poller {
+            client,
+            timeout: src.query_timeout,
+            src,
+        })
+    }
+
+    /// The source.
+    pub fn source(&self) -> &PrometheusSource {
+        &self.src
+    }
+
+    /// Evaluate every query of every service at `at`, concurrently.
+    pub async fn poll_once(&self, at: DateTime<Utc>) -> BTreeMap<String, Raw> {
+        let mut set = tokio::task::JoinSet::new();
+        for service in &self.src.services {
+            for name in QUERY_NAMES {
+                let Some(q) = self.src.queries.for_service(name, service) else {
+                    continue;
+                };
+                let client = self.client.clone();
+                let service = service.clone();
+                let timeout_ms = self.timeout.as_millis() as i64;
+                let at = at.timestamp();
+                set.spawn(async move {
+                    let r = client.query(q).at(at).timeout(timeout_ms).get().await;
+                    (service, name, interpret(r))
+                });
+            }
+        }
+        let mut out: BTreeMap<String, Raw> = self
+            .src
+            .services
+            .iter()
+            .map(|s| (s.clone(), Raw::new()))
+            .collect();
+        while let Some(joined) = set.join_next().await {
+            match joined {
+                Ok((service, name, answer)) => {
+                    out.entry(service).or_default().insert(name, answer);
+                }
+                // A panicking query task is a bug; the feature it owed stays absent (missing).
+                Err(e) => tracing::error!(error = %e, "query task failed"),
+            }
+        }
+        out
+    }
+
+    /// Poll with retries: while *every* answer says unreachable, retry with exponential backoff
+    /// (0.5 s, 1 s, 2 s, …) until `budget` is spent. `Err` carries the last transport error.
+    pub async fn poll(
+        &self,
+        at: DateTime<Utc>,
+        budget: Duration,
+        retries: &mut u64,
+    ) -> Result<BTreeMap<String, Raw>, String> {
+        let deadline = tokio::time::Instant::now() + budget;
+        let mut backoff = Duration::from_millis(500);
+        loop {
+            let raw = self.poll_once(at).await;
+            let unreachable = raw.values().flat_map(|r| r.values()).find_map(|a| match a {
+                Answer::Unreachable(e) => Some(e.clone()),
+                _ => None,
+            });
+            let all_unreachable = raw
+                .values()
+                .flat_map(|r| r.values())
+                .all(|a| matches!(a, Answer::Unreachable(_)));
+            match unreachable {
+                Some(e) if all_unreachable => {
+                    let now = tokio::time::Instant::now();
+                    if now + backoff >= deadline {
+                        return Err(e);
+                    }
+                    *retries += 1;
+                    tracing::warn!(error = %e, retry_in = ?backoff, "Prometheus unreachable; retrying");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(8));
+                }
+                // Some queries answered: the others are missing features, not an outage.
+                _ => return Ok(raw),
+            }
+        }
+    }
+}
+
+/// The previous poll's values of one service, for deltas.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Previous {
+    rps: Option<f64>,
+    p95: Option<f64>,
+    cpu: Option<f64>,
+}
+
+fn value(raw: &Raw, name: &str) -> Option<f64> {
+    match raw.get(name) {
+        Some(Answer::Value(v)) => Some(*v),
+        _ => None,
+    }
+}
+
+/// Features and replicas of one service from its raw answers, with deltas against `prev`
+/// (`None` right after an outage or at the first poll); updates `prev`.
+pub fn features(raw: &Raw, prev: &mut Option<Previous>) -> (Features, Option<u32>) {
+    let rps = value(raw, "request_rate_rps");
+    let p95 = value(raw, "p95_latency_ms");
+    let cpu = value(raw, "cpu_usage_pct");
+    let delta = |now: Option<f64>, before: Option<f64>| Some(now? - before?);
+    let (d_rps, d_p95, d_cpu) = match prev {
+        Some(p) => (delta(rps, p.rps), delta(p95, p.p95), delta(cpu, p.cpu)),
+        None => (None, None, None),
+    };
+    *prev = Some(Previous { rps, p95, cpu });
+    // Negative rates or usages cannot be measured; a query returning one is broken.
+    let non_negative = |v: Option<f64>| v.filter(|x| *x >= 0.0);
+    let f = Features {
+        request_rate_rps: non_negative(rps),
+        error_rate_pct: non_negative(value(raw, "error_rate_pct")).map(|e| e.min(100.0)),
+        p50_latency_ms: non_negative(value(raw, "p50_latency_ms")),
+        p95_latency_ms: non_negative(p95),
+        p99_latency_ms: non_negative(value(raw, "p99_latency_ms")),
+        cpu_usage_pct: non_negative(cpu),
+        memory_usage_mb: non_negative(value(raw, "memory_usage_mb")),
+        delta_rps: d_rps,
+        delta_p95_latency_ms: d_p95,
+        delta_cpu_usage_pct: d_cpu,
+    };
+    let replicas = value(raw, "replicas")
+        .filter(|r| *r >= 0.0 && *r <= u32::MAX as f64)
+        .map(|r| r.round() as u32);
+    (f, replicas)
+}
+
+/// Why features are missing, for the log: `name: reason` pairs.
+pub fn missing_reasons(raw: &Raw) -> Vec<String> {
+    raw.iter()
+        .filter_map(|(n, a)| match a {
+            Answer::Value(_) => None,
+            Answer::Missing(r) | Answer::Unreachable(r) => Some(format!("{n}: {r}")),
+        })
+        .collect()
+}
+
+/// The evaluation time of a poll: now, whole seconds (Prometheus evaluates at that instant).
+pub fn poll_time() -> DateTime<Utc> {
+    let now = Utc::now().timestamp();
+    Utc.timestamp_opt(now, 0).single().unwrap_or_else(Utc::now)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn templates_escape_the_service_name() {
+        let q = Queries::preset(Preset::Sockshop);
+        let s = q.for_service("request_rate_rps", r#"we"ird\name"#).unwrap();
+        assert_eq!(
+            s,
+            r#"sum(rate(request_duration_seconds_count{service="we\"ird\\name"}[1m]))"#
+        );
+        let d = Queries::preset(Preset::Demo)
+            .for_service("p95_latency_ms", "front-end")
+            .unwrap();
+        assert!(d.contains(r#"route!="/health""#), "{d}");
+        assert!(d.contains("histogram_quantile(0.95"), "{d}");
+    }
+
+    #[test]
+    fn every_query_name_has_a_template_in_both_presets() {
+        for p in [Preset::Sockshop, Preset::Demo] {
+            let q = Queries::preset(p);
+            for n in QUERY_NAMES {
+                assert!(q.template(n).is_some(), "{p:?} lacks {n}");
+            }
+        }
+    }
+
+    #[test]
+    fn overrides_replace_by_name_and_reject_typos() {
+        let mut q = Queries::preset(Preset::Sockshop);
+        let mut o = HashMap::new();
+        o.insert(
+            "memory_usage_mb".to_string(),
+            "sum(x{s=\"{service}\"})".to_string(),
+        );
+        q.override_with(&o).unwrap();
+        assert_eq!(
+            q.for_service("memory_usage_mb", "a").unwrap(),
+            "sum(x{s=\"a\"})"
+        );
+        o.insert("memory_mb".to_string(), "x".to_string());
+        let e = q.override_with(&o).unwrap_err();
+        assert!(e.contains("unknown query `memory_mb`"), "{e}");
+    }
+
+    #[test]
+    fn config_file_parses_and_rejects_unknown_keys() {
+        let c = ConfigFile::parse(
+            r#"
+            prometheus_url = "http://127.0.0.1:9090"
+            preset = "demo"
+            services = ["a", "b"]
+            [queries]
+            replicas = "1"
+            "#,
+        )
+        .unwrap();
+        assert_eq!(c.preset, Some(Preset::Demo));
+        assert_eq!(c.services, vec!["a", "b"]);
+        assert_eq!(c.queries.get("replicas").unwrap(), "1");
+        let e = ConfigFile::parse("servics = [\"a\"]").unwrap_err();
+        assert!(e.contains("servics"), "{e}");
+        let e = ConfigFile::parse("preset = \"k8s\"").unwrap_err();
+        assert!(e.contains("k8s") || e.contains("variant"), "{e}");
+    }
+
+    fn raw(pairs: &[(&'static str, Answer)]) -> Raw {
+        pairs.iter().cloned().collect()
+    }
+
+    #[test]
+    fn missing_and_non_finite_answers_are_missing_never_zero() {
+        let r = raw(&[
+            ("request_rate_rps", Answer::Value(0.0)),
+            ("error_rate_pct", Answer::Missing("NaN".into())),
+            ("p95_latency_ms", Answer::Missing("no data".into())),
+            ("cpu_usage_pct", Answer::Value(12.5)),
+            ("replicas", Answer::Value(3.0)),
+        ]);
+        let mut prev = None;
+        let (f, replicas) = features(&r, &mut prev);
+        assert_eq!(f.request_rate_rps, Some(0.0), "a measured zero stays zero");
+        assert_eq!(f.error_rate_pct, None);
+        assert_eq!(f.p95_latency_ms, None);
+        assert_eq!(f.p50_latency_ms, None, "absent answer = missing");
+        assert_eq!(f.cpu_usage_pct, Some(12.5));
+        assert_eq!(replicas, Some(3));
+        assert_eq!(
+            (f.delta_rps, f.delta_cpu_usage_pct),
+            (None, None),
+            "first poll"
+        );
+    }
+
+    #[test]
+    fn deltas_need_both_polls_and_reset_after_an_outage() {
+        let mut prev = None;
+        let a = raw(&[
+            ("request_rate_rps", Answer::Value(10.0)),
+            ("p95_latency_ms", Answer::Value(40.0)),
+        ]);
+        let b = raw(&[
+            ("request_rate_rps", Answer::Value(14.0)),
+            ("cpu_usage_pct", Answer::Value(5.0)),
+        ]);
+        features(&a, &mut prev);
+        let (f, _) = features(&b, &mut prev);
+        assert_eq!(f.delta_rps, Some(4.0));
+        assert_eq!(f.delta_p95_latency_ms, None, "p95 missing now");
+        assert_eq!(f.delta_cpu_usage_pct, None, "cpu missing before");
+        // An outage forgets the previous poll.
+        prev = None;
+        let (f, _) = features(&b, &mut prev);
+        assert_eq!(f.delta_rps, None);
+    }
+
+    #[test]
+    fn negative_measurements_are_refused() {
+        let mut prev = None;
+        let r = raw(&[
+            ("request_rate_rps", Answer::Value(-1.0)),
+            ("error_rate_pct", Answer::Value(130.0)),
+            ("replicas", Answer::Value(-2.0)),
+        ]);
+        let (f, replicas) = features(&r, &mut prev);
+        assert_eq!(f.request_rate_rps, None);
+        assert_eq!(f.error_rate_pct, Some(100.0));
+        assert_eq!(replicas, None);
+    }
+
+    #[test]
+    fn source_problems_are_all_reported() {
+        let mut s = PrometheusSource::new("not a url", vec![], Preset::Sockshop);
+        s.query_timeout = Duration::from_secs(30);
+        s.polls = Some(0);
+        let p = s.problems(30).join("\n");
+        assert!(p.contains("no services"), "{p}");
+        assert!(p.contains("PROMETHEUS_URL"), "{p}");
+        assert!(p.contains("below the poll interval"), "{p}");
+        assert!(p.contains("--polls"), "{p}");
+    }
+}
