@@ -130,6 +130,13 @@ pub enum SourceKind {
     Replay,
 }
 
+/// Where managed services are discovered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DiscoverKind {
+    /// Docker Swarm services labelled `autoscaler.enable=true`.
+    Swarm,
+}
+
 /// Production publishes vectors; development writes the metrics CSV.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ModeArg {
@@ -169,6 +176,17 @@ pub struct AggregatorOpts {
     /// [default: a third of the interval, at most 10].
     #[arg(long = "query-timeout-sec", env = "PROMETHEUS_QUERY_TIMEOUT_SEC")]
     pub query_timeout_sec: Option<f64>,
+    /// Discover the managed services before every poll instead of listing them: `swarm` = the
+    /// Docker Swarm services labelled `autoscaler.enable=true` (as the scaler manages them).
+    #[arg(long, env = "AGGREGATOR_DISCOVER", value_enum)]
+    pub discover: Option<DiscoverKind>,
+    /// Docker API for `--discover swarm`.
+    #[arg(
+        long = "docker-host",
+        env = "DOCKER_HOST",
+        default_value = "unix:///var/run/docker.sock"
+    )]
+    pub docker_host: String,
     /// Stop after this many polls (Prometheus source; for scripts and tests).
     #[arg(long)]
     pub polls: Option<u64>,

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use autoscaler_aggregator::prometheus::{ConfigFile, Preset, PrometheusSource};
+use autoscaler_aggregator::prometheus::{ConfigFile, Discover, Preset, PrometheusSource};
 use autoscaler_aggregator::{
     AggregatorConfig, AggregatorDeps, AggregatorReport, Mode, ReplayConfig, ReplayService, Source,
     DEFAULT_POLL_INTERVAL_SECS,
@@ -25,7 +25,9 @@ use autoscaler_voting::VotingConfig;
 use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
 
-use crate::args::{AggregatorOpts, BusArgs, BusKind, ModeArg, ScalerOpts, SourceKind};
+use crate::args::{
+    AggregatorOpts, BusArgs, BusKind, DiscoverKind, ModeArg, ScalerOpts, SourceKind,
+};
 
 /// A configuration that cannot run: every problem, listed at once (exit code 64).
 #[derive(Debug)]
@@ -185,6 +187,27 @@ fn prometheus_source(
         None => Duration::from_secs_f64((poll_interval as f64 / 3.0).clamp(0.1, 10.0)),
     };
     src.polls = o.polls;
+    if o.discover == Some(DiscoverKind::Swarm) {
+        if o.services.is_some() || !file.services.is_empty() {
+            problems.push("--discover swarm and a list of services exclude each other".into());
+        }
+        let swarm = Arc::new(autoscaler_scaler::SwarmActuator::new(
+            autoscaler_scaler::SwarmConfig {
+                docker_host: o.docker_host.clone(),
+                ..Default::default()
+            },
+        ));
+        src.discover = Some(Discover {
+            what: format!(
+                "Swarm services labelled autoscaler.enable=true at {}",
+                o.docker_host
+            ),
+            lookup: Arc::new(move || {
+                let swarm = swarm.clone();
+                Box::pin(async move { swarm.managed_services().await.map_err(|e| e.to_string()) })
+            }),
+        });
+    }
     src
 }
 

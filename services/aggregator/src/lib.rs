@@ -228,6 +228,8 @@ pub struct AggregatorReport {
     pub missing_features: u64,
     /// Polls retried because Prometheus could not be reached.
     pub retries: u64,
+    /// Service lookups (`--discover`) that failed.
+    pub discovery_failures: u64,
     /// Per service (replay only).
     pub services: std::collections::BTreeMap<String, ServiceTotals>,
 }
@@ -264,7 +266,8 @@ async fn run_prometheus(
     // Retries must end in time for the vector to still describe its poll.
     let retry_budget = interval.mul_f64(0.6);
     let poller = prometheus::Poller::new(src).map_err(|e| AggregatorError::Config(vec![e]))?;
-    let services = poller.source().services.clone();
+    let mut services = poller.source().services.clone();
+    let discover = poller.source().discover.clone();
     let planned = poller.source().polls;
     let mut csv = match (cfg.mode, cfg.csv_in_production) {
         (Mode::Development, _) | (_, true) => Some(csv_sink::CsvSink::open(&cfg.csv_path)?),
@@ -283,10 +286,27 @@ async fn run_prometheus(
             _ = shutdown.cancelled() => break,
             _ = ticker.tick() => {}
         }
+        if let Some(d) = &discover {
+            match (d.lookup)().await {
+                Ok(found) if found != services => {
+                    tracing::info!(services = ?found, from = %d.what, "managed services changed");
+                    services = found;
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    report.discovery_failures += 1;
+                    tracing::warn!(error = %e, from = %d.what,
+                        "service discovery failed; polling the last known services");
+                }
+            }
+            if services.is_empty() {
+                tracing::warn!(from = %d.what, "no managed services found");
+            }
+        }
         let at = prometheus::poll_time();
         let answers = tokio::select! {
             _ = shutdown.cancelled() => break,
-            r = poller.poll(at, retry_budget, &mut report.retries) => r,
+            r = poller.poll(&services, at, retry_budget, &mut report.retries) => r,
         };
         let mut vectors = Vec::with_capacity(services.len());
         match answers {
@@ -338,6 +358,8 @@ async fn run_prometheus(
                 }
             }
         }
+        // A service that was not polled this time must not get a delta against an old poll later.
+        previous.retain(|name, _| services.contains(name));
         for v in &vectors {
             if let Some(csv) = csv.as_mut() {
                 csv.append(v)?;

@@ -303,3 +303,52 @@ async fn development_mode_writes_the_csv_and_publishes_nothing() {
         ["20", "2.5", "", "48", "", "35", "", "0", "0", "0", "", "2"]
     );
 }
+
+#[tokio::test]
+async fn discovered_services_are_polled_and_a_failed_lookup_keeps_the_last_list() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(serve(listener, sock_shop(), Arc::new(AtomicUsize::new(0))));
+    let answers: Vec<Result<Vec<String>, String>> = vec![
+        Ok(vec!["orders".into()]),
+        Err("docker daemon unreachable".into()),
+        Ok(vec!["carts".into(), "orders".into()]),
+        Ok(vec!["carts".into()]),
+    ];
+    let answers = Arc::new(std::sync::Mutex::new(answers.into_iter()));
+    let mut src = source(port, &[], 4);
+    src.discover = Some(prometheus::Discover {
+        what: "a script".into(),
+        lookup: Arc::new(move || {
+            let next = answers.lock().unwrap().next().unwrap();
+            Box::pin(async move { next })
+        }),
+    });
+    let bus = MemoryBus::new(64, Overflow::Block);
+    let reader = collect(&bus, 5);
+    let mut cfg = AggregatorConfig::new(Source::Prometheus(Box::new(src)));
+    cfg.poll_interval_secs = 1;
+    let deps = AggregatorDeps {
+        bus: Arc::new(bus.clone()),
+        progress: None,
+    };
+    let (report, vectors) = tokio::join!(run(cfg, deps, CancellationToken::new()), reader);
+    let report = report.unwrap();
+    assert_eq!(report.discovery_failures, 1);
+    let mut seen: Vec<(u64, String)> = vectors
+        .iter()
+        .map(|v| (v.poll, v.service.clone()))
+        .collect();
+    seen.sort();
+    let want: Vec<(u64, String)> = [
+        (0, "orders"),
+        (1, "orders"),
+        (2, "carts"),
+        (2, "orders"),
+        (3, "carts"),
+    ]
+    .iter()
+    .map(|(p, s)| (*p, s.to_string()))
+    .collect();
+    assert_eq!(seen, want);
+}

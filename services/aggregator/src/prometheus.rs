@@ -197,13 +197,36 @@ impl ConfigFile {
     }
 }
 
+/// A future of the discovered service names.
+pub type DiscoverFuture =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<Vec<String>, String>> + Send>>;
+
+/// Where the managed services come from when they are not listed: called before every poll
+/// (e.g. the Swarm services labelled `autoscaler.enable=true`).
+#[derive(Clone)]
+pub struct Discover {
+    /// What it asks, for logs (e.g. `docker swarm services labelled autoscaler.enable=true`).
+    pub what: String,
+    /// The lookup.
+    pub lookup: std::sync::Arc<dyn Fn() -> DiscoverFuture + Send + Sync>,
+}
+
+impl std::fmt::Debug for Discover {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Discover({})", self.what)
+    }
+}
+
 /// How the Prometheus source runs.
 #[derive(Debug, Clone)]
 pub struct PrometheusSource {
     /// Base URL (`http://host:9090`, or a path prefix behind a proxy).
     pub url: String,
-    /// Managed services.
+    /// Managed services (when `discover` is set: the list until the first lookup answers).
     pub services: Vec<String>,
+    /// Look the services up before every poll instead of using a fixed list. A failed lookup
+    /// keeps the last list (logged); a service that disappears stops getting vectors.
+    pub discover: Option<Discover>,
     /// The query templates.
     pub queries: Queries,
     /// Per-request timeout; must be below the poll interval.
@@ -221,14 +244,19 @@ impl PrometheusSource {
             queries: Queries::preset(preset),
             query_timeout: Duration::from_secs(10),
             polls: None,
+            discover: None,
         }
     }
 
     /// Problems with this source at this poll interval.
     pub fn problems(&self, poll_interval_secs: u64) -> Vec<String> {
         let mut p = Vec::new();
-        if self.services.is_empty() {
-            p.push("no services to poll (set SERVICES or `services` in the config file)".into());
+        if self.services.is_empty() && self.discover.is_none() {
+            p.push(
+                "no services to poll (set SERVICES, `services` in the config file, or \
+                 --discover swarm)"
+                    .into(),
+            );
         }
         if self.services.iter().any(|s| s.trim().is_empty()) {
             p.push("a service name is empty".into());
@@ -336,9 +364,9 @@ impl Poller {
     }
 
     /// Evaluate every query of every service at `at`, concurrently.
-    pub async fn poll_once(&self, at: DateTime<Utc>) -> BTreeMap<String, Raw> {
+    pub async fn poll_once(&self, services: &[String], at: DateTime<Utc>) -> BTreeMap<String, Raw> {
         let mut set = tokio::task::JoinSet::new();
-        for service in &self.src.services {
+        for service in services {
             for name in QUERY_NAMES {
                 let Some(q) = self.src.queries.for_service(name, service) else {
                     continue;
@@ -353,12 +381,8 @@ impl Poller {
                 });
             }
         }
-        let mut out: BTreeMap<String, Raw> = self
-            .src
-            .services
-            .iter()
-            .map(|s| (s.clone(), Raw::new()))
-            .collect();
+        let mut out: BTreeMap<String, Raw> =
+            services.iter().map(|s| (s.clone(), Raw::new())).collect();
         while let Some(joined) = set.join_next().await {
             match joined {
                 Ok((service, name, answer)) => {
@@ -375,6 +399,7 @@ impl Poller {
     /// (0.5 s, 1 s, 2 s, …) until `budget` is spent. `Err` carries the last transport error.
     pub async fn poll(
         &self,
+        services: &[String],
         at: DateTime<Utc>,
         budget: Duration,
         retries: &mut u64,
@@ -382,7 +407,7 @@ impl Poller {
         let deadline = tokio::time::Instant::now() + budget;
         let mut backoff = Duration::from_millis(500);
         loop {
-            let raw = self.poll_once(at).await;
+            let raw = self.poll_once(services, at).await;
             let unreachable = raw.values().flat_map(|r| r.values()).find_map(|a| match a {
                 Answer::Unreachable(e) => Some(e.clone()),
                 _ => None,
