@@ -308,6 +308,19 @@ async fn run_prometheus(
             _ = shutdown.cancelled() => break,
             r = poller.poll(&services, at, retry_budget, &mut report.retries) => r,
         };
+        let vector =
+            |name: &String, replicas, stale_reason: Option<String>, features| FeatureVector {
+                schema_version: SCHEMA_VERSION,
+                vector_id: VectorId::new(name, poll, at),
+                timestamp: Utc::now(),
+                metric_time: at,
+                service: name.clone(),
+                poll,
+                replicas,
+                stale: stale_reason.is_some(),
+                stale_reason,
+                features,
+            };
         let mut vectors = Vec::with_capacity(services.len());
         match answers {
             Ok(raw) => {
@@ -323,18 +336,7 @@ async fn run_prometheus(
                         tracing::debug!(service = %name, poll, missing = ?reasons, "features missing");
                     }
                     report.missing_features += missing.len() as u64;
-                    vectors.push(FeatureVector {
-                        schema_version: SCHEMA_VERSION,
-                        vector_id: VectorId::new(name, poll, at),
-                        timestamp: Utc::now(),
-                        metric_time: at,
-                        service: name.clone(),
-                        poll,
-                        replicas,
-                        stale: false,
-                        stale_reason: None,
-                        features,
-                    });
+                    vectors.push(vector(name, replicas, None, features));
                 }
             }
             Err(e) => {
@@ -343,18 +345,8 @@ async fn run_prometheus(
                 previous.clear();
                 for name in &services {
                     report.stale_vectors += 1;
-                    vectors.push(FeatureVector {
-                        schema_version: SCHEMA_VERSION,
-                        vector_id: VectorId::new(name, poll, at),
-                        timestamp: Utc::now(),
-                        metric_time: at,
-                        service: name.clone(),
-                        poll,
-                        replicas: None,
-                        stale: true,
-                        stale_reason: Some(format!("Prometheus unreachable: {e}")),
-                        features: Default::default(),
-                    });
+                    let reason = format!("Prometheus unreachable: {e}");
+                    vectors.push(vector(name, None, Some(reason), Default::default()));
                 }
             }
         }

@@ -127,26 +127,33 @@ async fn collect(bus: &MemoryBus, n: usize) -> Vec<FeatureVector> {
     out
 }
 
+/// Run the aggregator in production mode on the memory bus; returns its report and the first
+/// `want` vectors.
+async fn run_on_bus(
+    src: PrometheusSource,
+    interval: u64,
+    want: usize,
+) -> (AggregatorReport, Vec<FeatureVector>) {
+    let bus = MemoryBus::new(64, Overflow::Block);
+    let reader = collect(&bus, want);
+    let mut cfg = AggregatorConfig::new(Source::Prometheus(Box::new(src)));
+    cfg.poll_interval_secs = interval;
+    let deps = AggregatorDeps {
+        bus: Arc::new(bus.clone()),
+        progress: None,
+    };
+    let (report, vectors) = tokio::join!(run(cfg, deps, CancellationToken::new()), reader);
+    (report.unwrap(), vectors)
+}
+
 #[tokio::test]
 async fn failed_empty_and_nan_answers_are_missing_never_zero() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let hits = Arc::new(AtomicUsize::new(0));
     tokio::spawn(serve(listener, sock_shop(), hits.clone()));
-    let bus = MemoryBus::new(64, Overflow::Block);
-    let reader = collect(&bus, 6);
-    let mut cfg = AggregatorConfig::new(Source::Prometheus(Box::new(source(
-        port,
-        &["orders", "carts", "catalogue"],
-        2,
-    ))));
-    cfg.poll_interval_secs = 1;
-    let deps = AggregatorDeps {
-        bus: Arc::new(bus.clone()),
-        progress: None,
-    };
-    let (report, vectors) = tokio::join!(run(cfg, deps, CancellationToken::new()), reader);
-    let report = report.unwrap();
+    let src = source(port, &["orders", "carts", "catalogue"], 2);
+    let (report, vectors) = run_on_bus(src, 1, 6).await;
     assert_eq!(report.ticks, 2);
     assert_eq!(report.vectors, 6);
     assert_eq!(report.stale_vectors, 0, "Prometheus answered");
@@ -214,18 +221,6 @@ async fn unreachable_prometheus_gives_stale_vectors_then_recovers_without_bogus_
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().port()
     };
-    let bus = MemoryBus::new(64, Overflow::Block);
-    let reader = collect(&bus, 8);
-    let mut cfg = AggregatorConfig::new(Source::Prometheus(Box::new(source(
-        port,
-        &["orders", "carts"],
-        4,
-    ))));
-    cfg.poll_interval_secs = 2;
-    let deps = AggregatorDeps {
-        bus: Arc::new(bus.clone()),
-        progress: None,
-    };
     let hits = Arc::new(AtomicUsize::new(0));
     let h = hits.clone();
     // Prometheus comes back after the second poll's retries have run out (poll 1 at ~2 s,
@@ -235,8 +230,7 @@ async fn unreachable_prometheus_gives_stale_vectors_then_recovers_without_bogus_
         let listener = TcpListener::bind(("127.0.0.1", port)).await.unwrap();
         serve(listener, sock_shop(), h).await;
     });
-    let (report, vectors) = tokio::join!(run(cfg, deps, CancellationToken::new()), reader);
-    let report = report.unwrap();
+    let (report, vectors) = run_on_bus(source(port, &["orders", "carts"], 4), 2, 8).await;
     starter.abort();
     assert_eq!(report.ticks, 4);
     assert_eq!(
@@ -324,16 +318,7 @@ async fn discovered_services_are_polled_and_a_failed_lookup_keeps_the_last_list(
             Box::pin(async move { next })
         }),
     });
-    let bus = MemoryBus::new(64, Overflow::Block);
-    let reader = collect(&bus, 5);
-    let mut cfg = AggregatorConfig::new(Source::Prometheus(Box::new(src)));
-    cfg.poll_interval_secs = 1;
-    let deps = AggregatorDeps {
-        bus: Arc::new(bus.clone()),
-        progress: None,
-    };
-    let (report, vectors) = tokio::join!(run(cfg, deps, CancellationToken::new()), reader);
-    let report = report.unwrap();
+    let (report, vectors) = run_on_bus(src, 1, 5).await;
     assert_eq!(report.discovery_failures, 1);
     let mut seen: Vec<(u64, String)> = vectors
         .iter()
