@@ -252,6 +252,10 @@ pub fn kafka_config(b: &BusArgs) -> autoscaler_bus::kafka::KafkaConfig {
     cfg.partitions = b.kafka_partitions;
     cfg.replication = b.kafka_replication;
     cfg.group_prefix = b.kafka_group_prefix.clone();
+    // The authoritative scaler reads every partition of the votes topic itself instead of
+    // joining its group: a restart after a crash resumes at once (see `exclusive_groups`).
+    cfg.exclusive_groups
+        .insert(autoscaler_scaler::SCALER_GROUP.into());
     cfg
 }
 

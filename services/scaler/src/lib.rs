@@ -47,6 +47,10 @@ pub use swarm::{SwarmActuator, SwarmConfig};
 /// Default decision window, seconds.
 pub const DEFAULT_DECISION_WINDOW_SECS: u64 = 5;
 
+/// The scaler's consumer group on the votes topic. Over Kafka it is read by explicit assignment
+/// of every partition (`KafkaConfig::exclusive_groups`): the scaler is the only one of its kind.
+pub const SCALER_GROUP: &str = "scaler";
+
 /// Configuration of the scaler.
 #[derive(Debug, Clone)]
 pub struct ScalerConfig {
@@ -77,7 +81,7 @@ impl ScalerConfig {
             decision_window: Duration::from_secs(DEFAULT_DECISION_WINDOW_SECS),
             votes_topic: VOTES_TOPIC.into(),
             decisions_topic: DECISIONS_TOPIC.into(),
-            group: "scaler".into(),
+            group: SCALER_GROUP.into(),
             envelope: EnvelopeConfig::default(),
             dry_run: false,
             state_db: None,
