@@ -12,6 +12,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PY="$("$ROOT/scripts/locust-venv.sh" | tail -n 1)"
 export LOCUST_WAIT_MIN="${LOCUST_WAIT_MIN:-0.1}" LOCUST_WAIT_MAX="${LOCUST_WAIT_MAX:-0.5}"
 PREFIX="$ROOT/output/locust/smoke-$(date -u +%Y%m%dT%H%M%SZ)-$$"
+mkdir -p "$(dirname "$PREFIX")"
 
 set +e
 SUMMARY="$("$PY" "$ROOT/load-testing/run_experiment.py" --pattern constant \

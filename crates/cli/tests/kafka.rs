@@ -6,14 +6,14 @@
 //! can run again and again on one broker.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use autoscaler_bus::kafka::{KafkaBus, KafkaConfig};
 use autoscaler_bus::{Bus, Outgoing};
 
 mod common;
-use common::{bin, models_dir, text};
+use common::{bin, models_dir, text, Proc};
 
 fn broker() -> Option<String> {
     match std::env::var("KAFKA_BOOTSTRAP_SERVERS") {
@@ -82,79 +82,6 @@ impl Names {
         let mut cfg = KafkaConfig::new(&self.bootstrap);
         cfg.group_prefix = format!("{}-reader-", self.suffix);
         KafkaBus::new(cfg).unwrap()
-    }
-}
-
-/// A child process that is killed if the test ends before it does. Its stderr goes to a file
-/// (a pipe nobody reads would fill up and block the child's logging).
-struct Proc {
-    name: String,
-    child: Option<Child>,
-    log: tempfile::NamedTempFile,
-}
-
-impl Proc {
-    fn start(name: String, mut cmd: Command) -> Proc {
-        let log = tempfile::NamedTempFile::new().unwrap();
-        let child = cmd
-            .stdout(Stdio::null())
-            .stderr(log.reopen().unwrap())
-            .spawn()
-            .expect("spawn");
-        Proc {
-            name,
-            child: Some(child),
-            log,
-        }
-    }
-
-    fn stderr(&self) -> String {
-        std::fs::read_to_string(self.log.path()).unwrap_or_default()
-    }
-
-    fn signal(&self, sig: &str) {
-        let pid = self.child.as_ref().unwrap().id().to_string();
-        let ok = Command::new("kill").args([sig, &pid]).status().unwrap();
-        assert!(ok.success(), "kill {sig} {}", self.name);
-    }
-
-    /// Wait at most `limit`; returns (success, stderr).
-    fn wait(mut self, limit: Duration) -> (bool, String) {
-        let mut child = self.child.take().unwrap();
-        let start = Instant::now();
-        loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                return (status.success(), self.stderr());
-            }
-            if start.elapsed() > limit {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!(
-                    "{} did not finish within {limit:?}:\n{}",
-                    self.name,
-                    self.stderr()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    /// Stop with SIGTERM and expect a clean exit within the grace period.
-    fn stop(self) -> String {
-        self.signal("-TERM");
-        let name = self.name.clone();
-        let (ok, err) = self.wait(Duration::from_secs(20));
-        assert!(ok, "{name} did not exit cleanly on SIGTERM:\n{err}");
-        err
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        if let Some(c) = self.child.as_mut() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
     }
 }
 

@@ -12,7 +12,7 @@
 //! test fails in CI (`CI` or `REQUIRE_INTEGRATION` set) and otherwise says why it skips.
 
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -23,7 +23,7 @@ use autoscaler_contract::{decode, FeatureVector, METRICS_TOPIC};
 use tokio_util::sync::CancellationToken;
 
 mod common;
-use common::bin;
+use common::{bin, Proc};
 
 fn prometheus_bin() -> Option<PathBuf> {
     let found = std::env::var_os("PATH").and_then(|paths| {
@@ -46,91 +46,6 @@ fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
-}
-
-/// A child process logging to a temp file (never to an unread pipe), killed on drop.
-struct Proc {
-    name: String,
-    child: Option<Child>,
-    log: tempfile::NamedTempFile,
-}
-
-impl Proc {
-    fn start(name: &str, mut cmd: Command) -> Proc {
-        let log = tempfile::NamedTempFile::new().unwrap();
-        let child = cmd
-            .stdout(log.reopen().unwrap())
-            .stderr(log.reopen().unwrap())
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawn {name}: {e}"));
-        Proc {
-            name: name.to_string(),
-            child: Some(child),
-            log,
-        }
-    }
-
-    fn output(&self) -> String {
-        std::fs::read_to_string(self.log.path()).unwrap_or_default()
-    }
-
-    /// SIGTERM, and wait for a clean exit.
-    fn stop(&mut self) {
-        let Some(mut child) = self.child.take() else {
-            return;
-        };
-        let pid = child.id().to_string();
-        let _ = Command::new("kill").args(["-TERM", &pid]).status();
-        let start = Instant::now();
-        loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                assert!(
-                    status.success(),
-                    "{} exited {status}:\n{}",
-                    self.name,
-                    self.output()
-                );
-                return;
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(20),
-                "{} ignored SIGTERM:\n{}",
-                self.name,
-                self.output()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn wait_success(&mut self, limit: Duration) {
-        let mut child = self.child.take().unwrap();
-        let start = Instant::now();
-        loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                assert!(
-                    status.success(),
-                    "{} failed ({status}):\n{}",
-                    self.name,
-                    self.output()
-                );
-                return;
-            }
-            if start.elapsed() > limit {
-                let _ = child.kill();
-                panic!("{} ran over {limit:?}:\n{}", self.name, self.output());
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        if let Some(c) = self.child.as_mut() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
 }
 
 /// One demo-service process (one replica).
@@ -156,13 +71,13 @@ fn start_replica(service: &'static str, work_ms: u32, error_pct: u32) -> Replica
         "--error-pct",
         &error_pct.to_string(),
     ]);
-    let proc = Proc::start(&format!("{service}@{port}"), cmd);
+    let proc = Proc::start(format!("{service}@{port}"), cmd);
     let start = Instant::now();
-    while !proc.output().contains("listening on http://") {
+    while !proc.stderr().contains("listening on http://") {
         assert!(
             start.elapsed() < Duration::from_secs(20),
             "demo service did not start:\n{}",
-            proc.output()
+            proc.stderr()
         );
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -224,7 +139,7 @@ impl Prometheus {
         ))
         .arg(format!("--web.listen-address=127.0.0.1:{}", self.port))
         .stdin(Stdio::null());
-        self.proc = Some(Proc::start("prometheus", cmd));
+        self.proc = Some(Proc::start("prometheus".into(), cmd));
         let client = reqwest::Client::new();
         let ready = format!("{}/-/ready", self.url());
         let start = Instant::now();
@@ -237,14 +152,14 @@ impl Prometheus {
             assert!(
                 start.elapsed() < Duration::from_secs(30),
                 "Prometheus not ready:\n{}",
-                self.proc.as_ref().unwrap().output()
+                self.proc.as_ref().unwrap().stderr()
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
 
     fn stop(&mut self) {
-        if let Some(mut p) = self.proc.take() {
+        if let Some(p) = self.proc.take() {
             p.stop();
         }
     }
@@ -519,8 +434,9 @@ async fn aggregator_on_real_prometheus_matches_the_load_and_survives_an_outage()
         "--csv-path",
         csv.to_str().unwrap(),
     ]);
-    let mut dev = Proc::start("aggregator (development)", cmd);
-    tokio::task::block_in_place(|| dev.wait_success(Duration::from_secs(30)));
+    let dev = Proc::start("aggregator (development)".into(), cmd);
+    let (ok, err) = tokio::task::block_in_place(|| dev.wait(Duration::from_secs(30)));
+    assert!(ok, "development-mode aggregator failed:\n{err}");
     let expected = expect(Instant::now());
     let text = std::fs::read_to_string(&csv).unwrap();
     let mut lines = text.lines();
