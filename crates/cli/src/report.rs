@@ -132,11 +132,22 @@ pub fn summary(
     let _ = writeln!(s, "{WIDE}");
     let _ = writeln!(s, "SUMMARY");
     let _ = writeln!(s, "{WIDE}");
-    let _ = writeln!(
-        s,
-        "Simulated time:        {:.1} h ({} polls of {} s)",
-        hours, agg.ticks, poll_interval_secs
-    );
+    // A replay knows simulated time, violations and replica-hours; a live source (Prometheus)
+    // only what it polled.
+    let replay = !agg.services.is_empty();
+    if replay {
+        let _ = writeln!(
+            s,
+            "Simulated time:        {:.1} h ({} polls of {} s)",
+            hours, agg.ticks, poll_interval_secs
+        );
+    } else {
+        let _ = writeln!(
+            s,
+            "Polls:                 {} of {} s ({} stale vectors, {} missing features)",
+            agg.ticks, poll_interval_secs, agg.stale_vectors, agg.missing_features
+        );
+    }
     let _ = writeln!(s, "Feature vectors:       {}", agg.vectors);
     let _ = writeln!(
         s,
@@ -150,34 +161,36 @@ pub fn summary(
         "Held or clamped:       {} (safety envelope)",
         scaler.adjusted
     );
-    let total_violation: f64 = agg
-        .services
-        .values()
-        .map(|t| t.violation_polls as f64 * minutes_per_poll)
-        .sum();
-    let total_replica_hours: f64 = agg
-        .services
-        .values()
-        .map(|t| t.replica_seconds / 3600.0)
-        .sum();
-    let _ = writeln!(s, "SLA-violation minutes: {total_violation:.1}");
-    let _ = writeln!(s, "Replica-hours:         {total_replica_hours:.1}");
-    let _ = writeln!(s, "{NARROW}");
-    let _ = writeln!(
-        s,
-        "  {:<12} {:>8} {:>14} {:>14} {:>13}",
-        "service", "changes", "max replicas", "SLA viol. min", "replica-hours"
-    );
-    for (name, t) in &agg.services {
+    if replay {
+        let total_violation: f64 = agg
+            .services
+            .values()
+            .map(|t| t.violation_polls as f64 * minutes_per_poll)
+            .sum();
+        let total_replica_hours: f64 = agg
+            .services
+            .values()
+            .map(|t| t.replica_seconds / 3600.0)
+            .sum();
+        let _ = writeln!(s, "SLA-violation minutes: {total_violation:.1}");
+        let _ = writeln!(s, "Replica-hours:         {total_replica_hours:.1}");
+        let _ = writeln!(s, "{NARROW}");
         let _ = writeln!(
             s,
-            "  {:<12} {:>8} {:>14} {:>14.1} {:>13.1}",
-            name,
-            t.changes,
-            t.max_replicas,
-            t.violation_polls as f64 * minutes_per_poll,
-            t.replica_seconds / 3600.0
+            "  {:<12} {:>8} {:>14} {:>14} {:>13}",
+            "service", "changes", "max replicas", "SLA viol. min", "replica-hours"
         );
+        for (name, t) in &agg.services {
+            let _ = writeln!(
+                s,
+                "  {:<12} {:>8} {:>14} {:>14.1} {:>13.1}",
+                name,
+                t.changes,
+                t.max_replicas,
+                t.violation_polls as f64 * minutes_per_poll,
+                t.replica_seconds / 3600.0
+            );
+        }
     }
     for (m, r) in inference {
         let _ = writeln!(
