@@ -194,3 +194,55 @@ fn demo_prints_blocks_naming_all_three_models_and_the_same_summary_per_seed() {
         "the seed changes the simulated noise"
     );
 }
+
+#[test]
+fn embedded_run_on_an_unreachable_prometheus_decides_nothing_from_stale_vectors() {
+    let models = models_dir();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dir = tempfile::tempdir().unwrap();
+    let jsonl = dir.path().join("d.jsonl");
+    let out = run(&[
+        "run",
+        "--source",
+        "prometheus",
+        "--prometheus-url",
+        &format!("http://127.0.0.1:{closed}"),
+        "--services",
+        "front-end,orders",
+        "--poll-interval-sec",
+        "2",
+        "--polls",
+        "2",
+        "--models-dir",
+        models.to_str().unwrap(),
+        "--decisions-jsonl",
+        jsonl.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("Polls:                 2 of 2 s (4 stale vectors"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("Simulated time"), "{stdout}");
+    let d = decisions(&jsonl);
+    assert_eq!(d.len(), 4, "one decision per stale vector");
+    for x in &d {
+        // Every model abstains on a stale vector: no vote for action, nothing changes.
+        assert_ne!(x["decision"], "SCALE_UP", "{x}");
+        assert_ne!(x["decision"], "SCALE_DOWN", "{x}");
+        assert_eq!(x["from_replicas"], x["to_replicas"], "{x}");
+        assert_eq!(x["abstentions"], 3, "{x}");
+        assert!(
+            x["votes"][0]["abstain_reason"]
+                .as_str()
+                .unwrap()
+                .contains("Prometheus unreachable"),
+            "{x}"
+        );
+    }
+}
