@@ -359,6 +359,7 @@ pub async fn run_embedded(
     let bus = MemoryBus::new(bus_capacity, autoscaler_bus::Overflow::Block);
     let dyn_bus: Arc<dyn Bus> = Arc::new(bus.clone());
     let services = shutdown.child_token();
+    let decision_window = scaler.decision_window;
     let mut inference = Vec::new();
     for model in models {
         let mut cfg = InferenceConfig::new(model.kind());
@@ -383,6 +384,8 @@ pub async fn run_embedded(
         services.clone(),
     ));
     let mut decisions = bus.subscribe(DECISIONS_TOPIC, "observer").await?;
+    let decided = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let decided2 = decided.clone();
     let observer_stop = CancellationToken::new();
     let observer_stop2 = observer_stop.clone();
     let observer = tokio::spawn(async move {
@@ -404,6 +407,7 @@ pub async fn run_embedded(
                 }
             };
             let Some(Ok(msg)) = got else { break };
+            decided2.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             match decode::<Decision>(&msg.payload) {
                 Ok(d) => handle(d, &mut observe),
                 Err(e) => tracing::error!(error = %e, "unreadable decision"),
@@ -431,6 +435,18 @@ pub async fn run_embedded(
         services.clone(),
     )
     .await;
+    // A live source (Prometheus) returns as soon as its last vectors are published: let the
+    // models and the scaler finish them (at most one decision window) before stopping. A
+    // lock-step replay has every decision already.
+    if let Ok(report) = &aggregator {
+        let drain_until = tokio::time::Instant::now() + decision_window + Duration::from_secs(5);
+        while decided.load(std::sync::atomic::Ordering::SeqCst) < report.vectors
+            && tokio::time::Instant::now() < drain_until
+            && !services.is_cancelled()
+        {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
     services.cancel();
     let scaler_report = scaler_task.await??;
     let mut inference_reports = Vec::new();
