@@ -187,6 +187,12 @@ pub struct AggregatorOpts {
         default_value = "unix:///var/run/docker.sock"
     )]
     pub docker_host: String,
+    /// A file holding a bearer token sent to Prometheus (`Authorization: Bearer …`).
+    #[arg(
+        long = "prometheus-bearer-token-file",
+        env = "PROMETHEUS_BEARER_TOKEN_FILE"
+    )]
+    pub prometheus_bearer_token_file: Option<PathBuf>,
     /// Stop after this many polls (Prometheus source; for scripts and tests).
     #[arg(long)]
     pub polls: Option<u64>,

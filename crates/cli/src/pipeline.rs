@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use autoscaler_aggregator::prometheus::{ConfigFile, Discover, Preset, PrometheusSource};
+use autoscaler_aggregator::prometheus::{ConfigFile, Discover, Preset, PrometheusSource, Secret};
 use autoscaler_aggregator::{
     AggregatorConfig, AggregatorDeps, AggregatorReport, Mode, ReplayConfig, ReplayService, Source,
     DEFAULT_POLL_INTERVAL_SECS,
@@ -187,6 +187,16 @@ fn prometheus_source(
         None => Duration::from_secs_f64((poll_interval as f64 / 3.0).clamp(0.1, 10.0)),
     };
     src.polls = o.polls;
+    let token_file = o
+        .prometheus_bearer_token_file
+        .as_ref()
+        .or(file.bearer_token_file.as_ref());
+    if let Some(path) = token_file {
+        match Secret::from_file(path) {
+            Ok(t) => src.bearer_token = Some(t),
+            Err(e) => problems.push(format!("bearer token: {e}")),
+        }
+    }
     if o.discover == Some(DiscoverKind::Swarm) {
         if o.services.is_some() || !file.services.is_empty() {
             problems.push("--discover swarm and a list of services exclude each other".into());

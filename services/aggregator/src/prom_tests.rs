@@ -10,7 +10,8 @@ use prometheus::{Preset, PrometheusSource};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
-type Answerer = Arc<dyn Fn(&str) -> (u16, String) + Send + Sync>;
+/// Answers a PromQL query, given the request's head (method, path, headers).
+type Answerer = Arc<dyn Fn(&str, &str) -> (u16, String) + Send + Sync>;
 
 fn vector(v: &str) -> (u16, String) {
     (
@@ -54,7 +55,7 @@ async fn serve(listener: TcpListener, answer: Answerer, hits: Arc<AtomicUsize>) 
                 .find(|(k, _)| k == "query")
                 .map(|(_, v)| v.into_owned())
                 .unwrap_or_default();
-            let (status, body) = answer(&query);
+            let (status, body) = answer(&query, &head);
             let reply = format!(
                 "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\
                  connection: close\r\n\r\n{body}",
@@ -68,7 +69,7 @@ async fn serve(listener: TcpListener, answer: Answerer, hits: Arc<AtomicUsize>) 
 /// A Prometheus stand-in: orders is busy, carts is idle (NaN quantiles, 0/0 error rate),
 /// the memory query is a PromQL error, and catalogue has no series at all.
 fn sock_shop() -> Answerer {
-    Arc::new(|q: &str| {
+    Arc::new(|q: &str, _head: &str| {
         let svc = if q.contains("\"orders\"") {
             "orders"
         } else if q.contains("\"carts\"") {
@@ -336,4 +337,44 @@ async fn discovered_services_are_polled_and_a_failed_lookup_keeps_the_last_list(
     .map(|(p, s)| (*p, s.to_string()))
     .collect();
     assert_eq!(seen, want);
+}
+
+#[tokio::test]
+async fn a_bearer_token_is_sent_and_a_refusal_makes_stale_vectors_saying_why() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let shop = sock_shop();
+    let guarded: Answerer = Arc::new(move |q: &str, head: &str| {
+        if head
+            .lines()
+            .any(|l| l.eq_ignore_ascii_case("authorization: Bearer s3cret"))
+        {
+            shop(q, head)
+        } else {
+            (
+                401,
+                r#"{"status":"error","errorType":"unauthorized","error":"no token"}"#.into(),
+            )
+        }
+    });
+    tokio::spawn(serve(listener, guarded, Arc::new(AtomicUsize::new(0))));
+    let mut src = source(port, &["orders"], 1);
+    src.bearer_token = Some(prometheus::Secret("s3cret".into()));
+    assert!(
+        !format!("{src:?}").contains("s3cret"),
+        "the token is never printed"
+    );
+    let (_, with) = run_on_bus(src, 1, 1).await;
+    assert_eq!(with[0].features.request_rate_rps, Some(20.0));
+
+    // Refused (401): no feature can be measured; the vector is stale and says why.
+    let (report, without) = run_on_bus(source(port, &["orders"], 1), 1, 1).await;
+    let reason = without[0].stale_reason.clone().unwrap_or_default();
+    assert!(
+        without[0].stale && reason.contains("401"),
+        "{:?}",
+        without[0]
+    );
+    assert_eq!(without[0].features.missing().len(), 10);
+    assert_eq!(report.stale_vectors, 1);
 }

@@ -160,6 +160,7 @@ pub fn promql_string_escape(s: &str) -> String {
 /// preset = "sockshop"            # or "demo"
 /// poll_interval_sec = 30
 /// query_timeout_sec = 10
+/// bearer_token_file = "/run/secrets/prometheus-token"   # optional
 /// services = ["front-end", "carts", "orders"]
 ///
 /// [queries]                      # any of QUERY_NAMES; {service} is the service name
@@ -176,6 +177,8 @@ pub struct ConfigFile {
     pub poll_interval_sec: Option<u64>,
     /// Per-request timeout, seconds.
     pub query_timeout_sec: Option<f64>,
+    /// A file holding a bearer token for Prometheus (`Authorization: Bearer …`).
+    pub bearer_token_file: Option<std::path::PathBuf>,
     /// Managed services.
     #[serde(default)]
     pub services: Vec<String>,
@@ -233,6 +236,30 @@ pub struct PrometheusSource {
     pub query_timeout: Duration,
     /// Stop after this many polls (`None`: until shut down).
     pub polls: Option<u64>,
+    /// Sent as `Authorization: Bearer …` (Prometheus behind an authenticating proxy).
+    pub bearer_token: Option<Secret>,
+}
+
+/// A credential: never printed (its `Debug` is redacted).
+#[derive(Clone, PartialEq)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(…)")
+    }
+}
+
+impl Secret {
+    /// Read a token file (trailing newline removed); an empty file is an error.
+    pub fn from_file(path: &Path) -> Result<Secret, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let token = text.trim();
+        if token.is_empty() {
+            return Err(format!("{}: the token file is empty", path.display()));
+        }
+        Ok(Secret(token.to_string()))
+    }
 }
 
 impl PrometheusSource {
@@ -245,6 +272,7 @@ impl PrometheusSource {
             query_timeout: Duration::from_secs(10),
             polls: None,
             discover: None,
+            bearer_token: None,
         }
     }
 
@@ -292,26 +320,66 @@ pub enum Answer {
 /// The raw measurements of one service at one poll, by query name.
 pub type Raw = BTreeMap<&'static str, Answer>;
 
-/// Turn a query's result into an [`Answer`].
-pub fn interpret(
-    result: Result<prometheus_http_query::response::PromqlResult, prometheus_http_query::Error>,
-) -> Answer {
-    use prometheus_http_query::response::Data;
-    use prometheus_http_query::Error;
-    let data = match result {
-        Ok(r) => r.into_inner().0,
-        Err(Error::Client(e)) => {
-            let detail = match e.inner() {
-                Some(re) => format!("{e}: {re}"),
-                None => e.to_string(),
+/// The body of a Prometheus API answer.
+#[derive(Deserialize)]
+#[serde(tag = "status", rename_all = "lowercase")]
+enum Envelope {
+    Success {
+        data: prometheus_http_query::response::PromqlResult,
+    },
+    Error {
+        #[serde(rename = "errorType", default)]
+        error_type: String,
+        #[serde(default)]
+        error: String,
+    },
+}
+
+/// Send a query and turn the reply into an [`Answer`]. The HTTP status is read first, so a
+/// refusal (401/403 from an authenticating proxy) or a dead upstream (502/503) says so instead
+/// of "failed to parse JSON".
+pub async fn ask(query: prometheus_http_query::InstantQueryBuilder) -> Answer {
+    let response = match query.get_raw().await {
+        Ok(r) => r,
+        Err(e) => {
+            let detail = match &e {
+                prometheus_http_query::Error::Client(c) => match c.inner() {
+                    Some(re) => format!("{c}: {re}"),
+                    None => c.to_string(),
+                },
+                e => e.to_string(),
             };
-            // A reply that parsed as HTTP but not as the API (a 502 from a proxy, an HTML page)
-            // is a broken path to Prometheus, not a missing metric.
             return Answer::Unreachable(detail);
         }
-        Err(e) => return Answer::Missing(format!("query failed: {e}")),
     };
-    let value = match data {
+    let status = response.status();
+    let body = match response.bytes().await {
+        Ok(b) => b,
+        Err(e) => return Answer::Unreachable(format!("HTTP {status}: reading the answer: {e}")),
+    };
+    match serde_json::from_slice::<Envelope>(&body) {
+        Ok(Envelope::Success { data }) => interpret(data),
+        // A PromQL error (bad query, execution timeout …): this feature is missing.
+        Ok(Envelope::Error { error_type, error }) if !is_refusal(status) => {
+            Answer::Missing(format!("query failed: {error_type}: {error}"))
+        }
+        // Not the API: a proxy's page, a refusal, an overloaded upstream.
+        Ok(Envelope::Error { error, .. }) => Answer::Unreachable(format!("HTTP {status}: {error}")),
+        Err(_) if is_refusal(status) => Answer::Unreachable(format!(
+            "HTTP {status} (check the bearer token / access to Prometheus)"
+        )),
+        Err(e) => Answer::Unreachable(format!("HTTP {status}: not a Prometheus API answer ({e})")),
+    }
+}
+
+fn is_refusal(status: reqwest::StatusCode) -> bool {
+    matches!(status.as_u16(), 401 | 403 | 407) || status.is_server_error() && status != 500
+}
+
+/// Turn a query's result into an [`Answer`].
+pub fn interpret(result: prometheus_http_query::response::PromqlResult) -> Answer {
+    use prometheus_http_query::response::Data;
+    let value = match result.into_inner().0 {
         Data::Scalar(s) => s.value(),
         Data::Vector(v) => match v.as_slice() {
             [] => return Answer::Missing("no data".into()),
@@ -344,7 +412,15 @@ pub struct Poller {
 impl Poller {
     /// A client for `src`.
     pub fn new(src: PrometheusSource) -> Result<Self, String> {
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Some(Secret(token)) = &src.bearer_token {
+            let mut v = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
+                .map_err(|_| "the bearer token has characters a header cannot carry".to_string())?;
+            v.set_sensitive(true);
+            headers.insert(reqwest::header::AUTHORIZATION, v);
+        }
         let http = reqwest::Client::builder()
+            .default_headers(headers)
             .timeout(src.query_timeout)
             .connect_timeout(src.query_timeout)
             .build()
@@ -376,8 +452,8 @@ impl Poller {
                 let timeout_ms = self.timeout.as_millis() as i64;
                 let at = at.timestamp();
                 set.spawn(async move {
-                    let r = client.query(q).at(at).timeout(timeout_ms).get().await;
-                    (service, name, interpret(r))
+                    let answer = ask(client.query(q).at(at).timeout(timeout_ms)).await;
+                    (service, name, answer)
                 });
             }
         }
