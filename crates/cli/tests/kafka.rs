@@ -87,6 +87,26 @@ impl Names {
 
 /// Read every message of `topic` from the beginning until `want` arrived or `idle` passes
 /// without one.
+/// Replay 15 minutes of 30 s polls for [`SERVICES`] in lock-step through the running pipeline;
+/// fails unless the aggregator ends well with every poll decided within its wait.
+fn replay_quarter_hour(n: &Names) {
+    let agg = n.spawn(&[
+        "aggregator",
+        "--source",
+        "replay",
+        "--duration-hours",
+        "0.25",
+        "--services",
+        SERVICES,
+    ]);
+    let (ok, agg_err) = agg.wait(Duration::from_secs(240));
+    assert!(ok, "aggregator failed:\n{agg_err}");
+    assert!(
+        !agg_err.contains("no decision within the wait"),
+        "every poll was decided in time:\n{agg_err}"
+    );
+}
+
 async fn read_all(
     bus: &KafkaBus,
     topic: &str,
@@ -182,22 +202,7 @@ async fn closed_loop_over_kafka_with_dead_letters() {
     let x1 = n.spawn(&["inference", "--model", "xgboost"]);
     let rf = n.spawn(&["inference", "--model", "random_forest"]);
     let lr = n.spawn(&["inference", "--model", "logistic_regression"]);
-    // 15 minutes of 30 s polls for six services, in lock-step.
-    let agg = n.spawn(&[
-        "aggregator",
-        "--source",
-        "replay",
-        "--duration-hours",
-        "0.25",
-        "--services",
-        SERVICES,
-    ]);
-    let (ok, agg_err) = agg.wait(Duration::from_secs(240));
-    assert!(ok, "aggregator failed:\n{agg_err}");
-    assert!(
-        !agg_err.contains("no decision within the wait"),
-        "every poll was decided in time:\n{agg_err}"
-    );
+    replay_quarter_hour(&n);
     let expected = 30 * 6;
 
     let decisions = read_all(&bus, &n.decisions(), expected + 1, Duration::from_secs(10)).await;
@@ -443,21 +448,7 @@ async fn two_replicas_of_one_model_split_the_partitions_and_every_vector_gets_th
     };
     let before = (rebalances(&x1.stderr()), rebalances(&x2.stderr()));
 
-    let agg = n.spawn(&[
-        "aggregator",
-        "--source",
-        "replay",
-        "--duration-hours",
-        "0.25",
-        "--services",
-        SERVICES,
-    ]);
-    let (ok, agg_err) = agg.wait(Duration::from_secs(240));
-    assert!(ok, "aggregator failed:\n{agg_err}");
-    assert!(
-        !agg_err.contains("no decision within the wait"),
-        "every poll was decided in time:\n{agg_err}"
-    );
+    replay_quarter_hour(&n);
     let expected = 30 * 6;
     let decisions = read_all(&bus, &n.decisions(), expected + 1, Duration::from_secs(10)).await;
     assert_eq!(decisions.len(), expected, "one decision per vector");
