@@ -187,6 +187,9 @@ pub struct AggregatorOpts {
         default_value = "unix:///var/run/docker.sock"
     )]
     pub docker_host: String,
+    /// The scaler's policy file, for `--discover swarm`: its services are managed too.
+    #[arg(long = "policy-file", env = "AUTOSCALER_POLICY_FILE")]
+    pub discover_policy_file: Option<PathBuf>,
     /// A file holding a bearer token sent to Prometheus (`Authorization: Bearer …`).
     #[arg(
         long = "prometheus-bearer-token-file",

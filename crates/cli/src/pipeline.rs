@@ -130,7 +130,7 @@ pub fn aggregator_config(o: &AggregatorOpts) -> Result<AggregatorConfig, ConfigE
             &mut problems,
         ))),
     };
-    if services.iter().any(|s| s.trim().is_empty()) {
+    if o.source == SourceKind::Replay && services.iter().any(|s| s.trim().is_empty()) {
         problems.push("SERVICES has an empty name".into());
     }
     if !(o.sla_p95_ms.is_finite() && o.sla_p95_ms > 0.0) {
@@ -184,7 +184,7 @@ fn prometheus_source(
             problems.push(format!("query timeout must be > 0 s, got {t}"));
             Duration::from_secs(1)
         }
-        None => Duration::from_secs_f64((poll_interval as f64 / 3.0).clamp(0.1, 10.0)),
+        None => Duration::from_secs_f64((poll_interval as f64 / 3.0).min(10.0)),
     };
     src.polls = o.polls;
     let token_file = o
@@ -201,9 +201,18 @@ fn prometheus_source(
         if o.services.is_some() || !file.services.is_empty() {
             problems.push("--discover swarm and a list of services exclude each other".into());
         }
+        // The same services the scaler manages: labelled, or named in its policy file.
+        let policy_file = match &o.discover_policy_file {
+            Some(p) => autoscaler_scaler::PolicyFile::load(p).unwrap_or_else(|e| {
+                problems.push(e.to_string());
+                Default::default()
+            }),
+            None => Default::default(),
+        };
         let swarm = Arc::new(autoscaler_scaler::SwarmActuator::new(
             autoscaler_scaler::SwarmConfig {
                 docker_host: o.docker_host.clone(),
+                policy_file,
                 ..Default::default()
             },
         ));

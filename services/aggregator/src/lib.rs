@@ -224,7 +224,8 @@ pub struct AggregatorReport {
     pub bad_decisions: u64,
     /// Vectors published stale (Prometheus unreachable for a whole poll).
     pub stale_vectors: u64,
-    /// Features published missing (query failed, returned nothing, or NaN/Inf).
+    /// Measured features (deltas aside) published missing (query failed, returned nothing, or
+    /// NaN/Inf).
     pub missing_features: u64,
     /// Polls retried because Prometheus could not be reached.
     pub retries: u64,
@@ -287,7 +288,13 @@ async fn run_prometheus(
             _ = ticker.tick() => {}
         }
         if let Some(d) = &discover {
-            match (d.lookup)().await {
+            // Bounded and cancellable: a hung Docker socket must not eat the poll or SIGTERM.
+            let lookup = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                r = tokio::time::timeout(interval / 4, (d.lookup)()) => r
+                    .unwrap_or_else(|_| Err(format!("no answer within {:?}", interval / 4))),
+            };
+            match lookup {
                 Ok(found) if found != services => {
                     tracing::info!(services = ?found, from = %d.what, "managed services changed");
                     services = found;
@@ -329,13 +336,17 @@ async fn run_prometheus(
                     let r = raw.get(name).unwrap_or(&empty);
                     let prev = previous.entry(name.clone()).or_default();
                     let (features, replicas) = prometheus::features(r, prev);
-                    let missing = features.missing();
-                    // A missing delta after a missing input is a consequence, not news.
+                    // Counted and logged: the measured features (a missing delta after an outage
+                    // or a missing input is a consequence, not news).
                     let reasons = prometheus::missing_reasons(r);
                     if !reasons.is_empty() {
                         tracing::debug!(service = %name, poll, missing = ?reasons, "features missing");
                     }
-                    report.missing_features += missing.len() as u64;
+                    report.missing_features += features
+                        .missing()
+                        .iter()
+                        .filter(|n| !n.starts_with("delta_"))
+                        .count() as u64;
                     vectors.push(vector(name, replicas, None, features));
                 }
             }

@@ -377,4 +377,38 @@ async fn a_bearer_token_is_sent_and_a_refusal_makes_stale_vectors_saying_why() {
     );
     assert_eq!(without[0].features.missing().len(), 10);
     assert_eq!(report.stale_vectors, 1);
+    assert_eq!(report.retries, 0, "a refusal is not retried");
+}
+
+#[tokio::test]
+async fn a_slow_query_and_an_odd_answer_are_missing_features_not_an_outage() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let shop = sock_shop();
+    let answer: Answerer = Arc::new(move |q: &str, head: &str| {
+        if q.contains("histogram_quantile(0.99") {
+            // Prometheus's own query timeout.
+            (
+                503,
+                r#"{"status":"error","errorType":"timeout","error":"query timed out"}"#.into(),
+            )
+        } else if q.contains("process_cpu_seconds_total") {
+            // A 2xx answer of a kind we do not read.
+            (
+                200,
+                r#"{"status":"success","data":{"resultType":"string","result":[1,"x"]}}"#.into(),
+            )
+        } else {
+            shop(q, head)
+        }
+    });
+    tokio::spawn(serve(listener, answer, Arc::new(AtomicUsize::new(0))));
+    let (report, v) = run_on_bus(source(port, &["orders"], 1), 1, 1).await;
+    assert!(!v[0].stale, "{v:?}");
+    assert_eq!(report.retries, 0);
+    let f = &v[0].features;
+    assert_eq!((f.p99_latency_ms, f.cpu_usage_pct), (None, None));
+    assert_eq!(f.request_rate_rps, Some(20.0));
+    // p50 is +Inf in the stand-in, memory a PromQL error, p99 and CPU as above: 4 of 7.
+    assert_eq!(report.missing_features, 4);
 }

@@ -28,6 +28,9 @@ use autoscaler_contract::Features;
 use chrono::{DateTime, TimeZone, Utc};
 use serde::Deserialize;
 
+/// Queries in flight at once, per aggregator.
+pub const MAX_CONCURRENT_QUERIES: usize = 16;
+
 /// The raw (non-delta) measurements a poll asks Prometheus for, in the order they are queried.
 pub const QUERY_NAMES: [&str; 8] = [
     "request_rate_rps",
@@ -263,7 +266,8 @@ impl Secret {
 }
 
 impl PrometheusSource {
-    /// A source with the preset's queries and a timeout of a third of the interval (at most 10 s).
+    /// A source with the preset's queries and a 10 s query timeout (the CLI sets a third of the
+    /// interval, at most 10 s).
     pub fn new(url: impl Into<String>, services: Vec<String>, preset: Preset) -> Self {
         PrometheusSource {
             url: url.into(),
@@ -293,9 +297,10 @@ impl PrometheusSource {
             p.push(format!("PROMETHEUS_URL `{}`: {e}", self.url));
         }
         let interval = Duration::from_secs(poll_interval_secs);
-        if self.query_timeout.is_zero() || self.query_timeout >= interval {
+        if self.query_timeout < Duration::from_millis(100) || self.query_timeout > interval / 2 {
             p.push(format!(
-                "query timeout {:?} must be above 0 and below the poll interval {interval:?}",
+                "query timeout {:?} must be at least 100 ms and at most half the poll interval \
+                 {interval:?} (a poll and its retries must end within the interval)",
                 self.query_timeout
             ));
         }
@@ -313,8 +318,10 @@ pub enum Answer {
     Value(f64),
     /// Missing, and why (empty result, NaN, a PromQL error, …).
     Missing(String),
-    /// Prometheus could not be reached (or answered like a dead proxy).
+    /// Prometheus could not be reached (or answered like a dead proxy): worth a retry.
     Unreachable(String),
+    /// Prometheus (or the proxy before it) refused us (401/403/407): retrying cannot help.
+    Refused(String),
 }
 
 /// The raw measurements of one service at one poll, by query name.
@@ -357,23 +364,30 @@ pub async fn ask(query: prometheus_http_query::InstantQueryBuilder) -> Answer {
         Ok(b) => b,
         Err(e) => return Answer::Unreachable(format!("HTTP {status}: reading the answer: {e}")),
     };
+    let refused = matches!(status.as_u16(), 401 | 403 | 407);
+    // A proxy or load balancer with no healthy Prometheus behind it.
+    let upstream_down = matches!(status.as_u16(), 502..=504);
     match serde_json::from_slice::<Envelope>(&body) {
         Ok(Envelope::Success { data }) => interpret(data),
-        // A PromQL error (bad query, execution timeout …): this feature is missing.
-        Ok(Envelope::Error { error_type, error }) if !is_refusal(status) => {
+        Ok(Envelope::Error { error, .. }) if refused => {
+            Answer::Refused(format!("HTTP {status}: {error}"))
+        }
+        // Prometheus's own query timeout comes back as 503 `timeout`: a slow query, not an
+        // outage; like every PromQL error (bad query, 422 execution error …) the feature is
+        // missing.
+        Ok(Envelope::Error { error_type, error }) if !upstream_down || error_type == "timeout" => {
             Answer::Missing(format!("query failed: {error_type}: {error}"))
         }
-        // Not the API: a proxy's page, a refusal, an overloaded upstream.
         Ok(Envelope::Error { error, .. }) => Answer::Unreachable(format!("HTTP {status}: {error}")),
-        Err(_) if is_refusal(status) => Answer::Unreachable(format!(
+        Err(_) if refused => Answer::Refused(format!(
             "HTTP {status} (check the bearer token / access to Prometheus)"
         )),
+        Err(e) if status.is_success() => {
+            // Prometheus answered, with something we do not read (e.g. a string result).
+            Answer::Missing(format!("unreadable answer: {e}"))
+        }
         Err(e) => Answer::Unreachable(format!("HTTP {status}: not a Prometheus API answer ({e})")),
     }
-}
-
-fn is_refusal(status: reqwest::StatusCode) -> bool {
-    matches!(status.as_u16(), 401 | 403 | 407) || status.is_server_error() && status != 500
 }
 
 /// Turn a query's result into an [`Answer`].
@@ -425,7 +439,8 @@ impl Poller {
             .connect_timeout(src.query_timeout)
             .build()
             .map_err(|e| format!("HTTP client: {e}"))?;
-        let client = prometheus_http_query::Client::from(http, &src.url)
+        // `…/prometheus/` would become `…/prometheus//api/v1/query`.
+        let client = prometheus_http_query::Client::from(http, src.url.trim_end_matches('/'))
             .map_err(|e| format!("PROMETHEUS_URL `{}`: {e}", src.url))?;
         Ok(Poller {
             client,
@@ -442,6 +457,9 @@ impl Poller {
     /// Evaluate every query of every service at `at`, concurrently.
     pub async fn poll_once(&self, services: &[String], at: DateTime<Utc>) -> BTreeMap<String, Raw> {
         let mut set = tokio::task::JoinSet::new();
+        // At most this many queries in flight: dozens of discovered services must not hit
+        // Prometheus with hundreds of requests at once.
+        let permits = std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_QUERIES));
         for service in services {
             for name in QUERY_NAMES {
                 let Some(q) = self.src.queries.for_service(name, service) else {
@@ -449,9 +467,13 @@ impl Poller {
                 };
                 let client = self.client.clone();
                 let service = service.clone();
-                let timeout_ms = self.timeout.as_millis() as i64;
+                // Prometheus's own timeout a little below ours, so its answer (a `timeout`
+                // error: the feature is missing) arrives before the client gives up.
+                let timeout_ms = ((self.timeout.as_millis() as f64 * 0.8) as i64).max(1);
                 let at = at.timestamp();
+                let permits = permits.clone();
                 set.spawn(async move {
+                    let _permit = permits.acquire_owned().await;
                     let answer = ask(client.query(q).at(at).timeout(timeout_ms)).await;
                     (service, name, answer)
                 });
@@ -484,18 +506,24 @@ impl Poller {
         let mut backoff = Duration::from_millis(500);
         loop {
             let raw = self.poll_once(services, at).await;
-            let unreachable = raw.values().flat_map(|r| r.values()).find_map(|a| match a {
-                Answer::Unreachable(e) => Some(e.clone()),
+            let failure = raw.values().flat_map(|r| r.values()).find_map(|a| match a {
+                Answer::Unreachable(e) | Answer::Refused(e) => Some(e.clone()),
                 _ => None,
             });
-            let all_unreachable = raw
+            let all_failed = raw
                 .values()
                 .flat_map(|r| r.values())
-                .all(|a| matches!(a, Answer::Unreachable(_)));
-            match unreachable {
-                Some(e) if all_unreachable => {
+                .all(|a| matches!(a, Answer::Unreachable(_) | Answer::Refused(_)));
+            let refused = raw
+                .values()
+                .flat_map(|r| r.values())
+                .any(|a| matches!(a, Answer::Refused(_)));
+            match failure {
+                Some(e) if all_failed => {
+                    // Another attempt must fit in the budget, timeout included, so the vectors
+                    // still describe their poll; a refusal is not retried.
                     let now = tokio::time::Instant::now();
-                    if now + backoff >= deadline {
+                    if refused || now + backoff + self.timeout > deadline {
                         return Err(e);
                     }
                     *retries += 1;
@@ -528,24 +556,25 @@ fn value(raw: &Raw, name: &str) -> Option<f64> {
 /// Features and replicas of one service from its raw answers, with deltas against `prev`
 /// (`None` right after an outage or at the first poll); updates `prev`.
 pub fn features(raw: &Raw, prev: &mut Option<Previous>) -> (Features, Option<u32>) {
-    let rps = value(raw, "request_rate_rps");
-    let p95 = value(raw, "p95_latency_ms");
-    let cpu = value(raw, "cpu_usage_pct");
+    // Negative rates or usages cannot be measured; a query returning one is broken. Deltas are
+    // taken from the accepted values only.
+    let non_negative = |v: Option<f64>| v.filter(|x| *x >= 0.0);
+    let rps = non_negative(value(raw, "request_rate_rps"));
+    let p95 = non_negative(value(raw, "p95_latency_ms"));
+    let cpu = non_negative(value(raw, "cpu_usage_pct"));
     let delta = |now: Option<f64>, before: Option<f64>| Some(now? - before?);
     let (d_rps, d_p95, d_cpu) = match prev {
         Some(p) => (delta(rps, p.rps), delta(p95, p.p95), delta(cpu, p.cpu)),
         None => (None, None, None),
     };
     *prev = Some(Previous { rps, p95, cpu });
-    // Negative rates or usages cannot be measured; a query returning one is broken.
-    let non_negative = |v: Option<f64>| v.filter(|x| *x >= 0.0);
     let f = Features {
-        request_rate_rps: non_negative(rps),
+        request_rate_rps: rps,
         error_rate_pct: non_negative(value(raw, "error_rate_pct")).map(|e| e.min(100.0)),
         p50_latency_ms: non_negative(value(raw, "p50_latency_ms")),
-        p95_latency_ms: non_negative(p95),
+        p95_latency_ms: p95,
         p99_latency_ms: non_negative(value(raw, "p99_latency_ms")),
-        cpu_usage_pct: non_negative(cpu),
+        cpu_usage_pct: cpu,
         memory_usage_mb: non_negative(value(raw, "memory_usage_mb")),
         delta_rps: d_rps,
         delta_p95_latency_ms: d_p95,
@@ -562,7 +591,9 @@ pub fn missing_reasons(raw: &Raw) -> Vec<String> {
     raw.iter()
         .filter_map(|(n, a)| match a {
             Answer::Value(_) => None,
-            Answer::Missing(r) | Answer::Unreachable(r) => Some(format!("{n}: {r}")),
+            Answer::Missing(r) | Answer::Unreachable(r) | Answer::Refused(r) => {
+                Some(format!("{n}: {r}"))
+            }
         })
         .collect()
 }
@@ -703,6 +734,9 @@ mod tests {
         assert_eq!(f.request_rate_rps, None);
         assert_eq!(f.error_rate_pct, Some(100.0));
         assert_eq!(replicas, None);
+        // A refused value is no base for a delta either.
+        let (f, _) = features(&raw(&[("request_rate_rps", Answer::Value(5.0))]), &mut prev);
+        assert_eq!(f.delta_rps, None);
     }
 
     #[test]
@@ -713,7 +747,7 @@ mod tests {
         let p = s.problems(30).join("\n");
         assert!(p.contains("no services"), "{p}");
         assert!(p.contains("PROMETHEUS_URL"), "{p}");
-        assert!(p.contains("below the poll interval"), "{p}");
+        assert!(p.contains("half the poll interval"), "{p}");
         assert!(p.contains("--polls"), "{p}");
     }
 }
