@@ -611,32 +611,34 @@ impl Model for TrainedModel {
     }
 }
 
-/// Decode a model file of this crate's own JSON formats, naming the file on error.
+/// Decode a model file of this crate's own JSON formats, naming the file on error. Its
+/// `format` and `format_version` are checked first, so a file of another format or version is
+/// reported as such rather than as whatever field its body lacks.
 pub(crate) fn read_artefact<T: serde::de::DeserializeOwned>(
     bytes: &[u8],
     path: &Path,
+    (expected, expected_version): (&str, u32),
 ) -> Result<T, ModelError> {
-    serde_json::from_slice(bytes).map_err(|source| ModelError::Json {
+    #[derive(serde::Deserialize)]
+    struct Header {
+        format: String,
+        format_version: u32,
+    }
+    let json = |source| ModelError::Json {
         path: path.to_path_buf(),
         source,
-    })
-}
-
-/// A model file must carry the format name and version this build writes.
-pub(crate) fn check_artefact_format(
-    path: &Path,
-    (found, found_version): (&str, u32),
-    (expected, expected_version): (&str, u32),
-) -> Result<(), ModelError> {
-    if found == expected && found_version == expected_version {
-        return Ok(());
+    };
+    let h: Header = serde_json::from_slice(bytes).map_err(json)?;
+    if h.format != expected || h.format_version != expected_version {
+        return Err(ModelError::BadArtefact {
+            path: path.to_path_buf(),
+            reason: format!(
+                "format `{}` v{}, expected `{expected}` v{expected_version}",
+                h.format, h.format_version
+            ),
+        });
     }
-    Err(ModelError::BadArtefact {
-        path: path.to_path_buf(),
-        reason: format!(
-            "format `{found}` v{found_version}, expected `{expected}` v{expected_version}"
-        ),
-    })
+    serde_json::from_slice(bytes).map_err(json)
 }
 
 /// Train one model on a time-ordered dataset.

@@ -41,8 +41,6 @@ struct FileOut<'a> {
 
 #[derive(Deserialize)]
 struct FileIn {
-    format: String,
-    format_version: u32,
     feature_names: Vec<String>,
     #[serde(flatten)]
     model: Logistic,
@@ -162,12 +160,7 @@ impl Logistic {
         bytes: &[u8],
         path: &Path,
     ) -> Result<(Self, FileFeatures), ModelError> {
-        let file: FileIn = crate::read_artefact(bytes, path)?;
-        crate::check_artefact_format(
-            path,
-            (&file.format, file.format_version),
-            (MODEL_FORMAT, MODEL_FORMAT_VERSION),
-        )?;
+        let file: FileIn = crate::read_artefact(bytes, path, (MODEL_FORMAT, MODEL_FORMAT_VERSION))?;
         let bad = |reason: String| ModelError::BadArtefact {
             path: path.to_path_buf(),
             reason,
