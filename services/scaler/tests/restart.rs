@@ -5,97 +5,17 @@
 //! `AUTOSCALER_TEST_CHILD_DB` set, and the child runs the scaler until it is killed.
 
 use std::io::{BufRead, BufReader};
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
-use autoscaler_bus::{Bus, MemoryBus, Outgoing, Overflow, Subscription};
-use autoscaler_contract::{
-    decode, encode, Decision, ModelKind, Strategy, VectorId, Vote, DECISIONS_TOPIC, SCHEMA_VERSION,
-    VOTES_TOPIC,
-};
-use autoscaler_scaler::{
-    run, Actuator, ScalerConfig, ScalerDeps, ScalerError, ScalerReport, SimulatedActuator, Store,
-};
-use autoscaler_voting::VotingConfig;
-use chrono::{DateTime, Utc};
-use tokio_util::sync::CancellationToken;
+use autoscaler_scaler::{Actuator, SimulatedActuator, Store};
+
+mod common;
+use common::start;
 
 const CHILD_ENV: &str = "AUTOSCALER_TEST_CHILD_DB";
 const MARKER: &str = "AUTOSCALER-CHILD-DECIDED";
-
-fn t0() -> DateTime<Utc> {
-    DateTime::from_timestamp(1_720_000_000, 0).unwrap()
-}
-
-fn vote(id: &str, at_secs: i64, model: ModelKind, up: bool) -> Vote {
-    let t = t0() + chrono::Duration::seconds(at_secs);
-    Vote {
-        schema_version: SCHEMA_VERSION,
-        vector_id: VectorId(id.into()),
-        timestamp: t,
-        metric_time: t,
-        service: "orders".into(),
-        model,
-        model_version: "test".into(),
-        prediction: Some(up as u8),
-        probability: Some(if up { 0.9 } else { 0.1 }),
-        confidence: Some(0.9),
-        threshold: 0.5,
-        abstain_reason: None,
-        replicas: None,
-        probability_one_fewer: None,
-        p95_latency_ms: None,
-    }
-}
-
-struct Running {
-    bus: MemoryBus,
-    decisions: Box<dyn Subscription>,
-    shutdown: CancellationToken,
-    handle: tokio::task::JoinHandle<Result<ScalerReport, ScalerError>>,
-}
-
-async fn start(db: &Path, actuator: SimulatedActuator) -> Running {
-    let bus = MemoryBus::new(64, Overflow::Block);
-    let decisions = bus.subscribe(DECISIONS_TOPIC, "test").await.unwrap();
-    let mut cfg = ScalerConfig::new(VotingConfig::new(Strategy::Majority));
-    cfg.decision_window = Duration::from_secs(1);
-    cfg.state_db = Some(db.to_path_buf());
-    let shutdown = CancellationToken::new();
-    let deps = ScalerDeps {
-        bus: Arc::new(bus.clone()),
-        actuator: Arc::new(actuator),
-    };
-    let handle = tokio::spawn(run(cfg, deps, shutdown.clone()));
-    tokio::time::sleep(Duration::from_millis(50)).await;
-    Running {
-        bus,
-        decisions,
-        shutdown,
-        handle,
-    }
-}
-
-impl Running {
-    async fn send_all(&self, id: &str, at_secs: i64, up: bool) {
-        for m in ModelKind::ALL {
-            let v = vote(id, at_secs, m, up);
-            self.bus
-                .publish(Outgoing::new(VOTES_TOPIC, "orders", encode(&v)))
-                .await
-                .unwrap();
-        }
-    }
-
-    async fn next(&mut self, within: Duration) -> Option<Decision> {
-        match tokio::time::timeout(within, self.decisions.recv()).await {
-            Ok(Some(Ok(d))) => Some(decode(&d.payload).unwrap()),
-            _ => None,
-        }
-    }
-}
 
 /// The child: decide one scale-up, say so, then keep running (in the cooldown) until killed.
 #[test]
@@ -105,8 +25,8 @@ fn sigkill_child_entry_point() {
     };
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let mut s = start(Path::new(&db), SimulatedActuator::new(2)).await;
-        s.send_all("orders@1", 0, true).await;
+        let mut s = start(Arc::new(SimulatedActuator::new(2)), Some(db.into())).await;
+        s.send_id("orders@1", "orders", 0, true).await;
         let d = s.next(Duration::from_secs(20)).await.expect("a decision");
         assert_eq!(
             (d.from_replicas, d.to_replicas, d.acted),
@@ -154,15 +74,15 @@ async fn sigkill_during_cooldown_then_restart() {
 
     // 2. A new scaler on the same database. The cluster kept the child's change (3 replicas).
     let cluster = SimulatedActuator::new(3);
-    let mut s = start(&db, cluster.clone()).await;
+    let mut s = start(Arc::new(cluster.clone()), Some(db.clone())).await;
     // The vector decided before the kill is delivered again: it is not decided twice.
-    s.send_all("orders@1", 0, true).await;
+    s.send_id("orders@1", "orders", 0, true).await;
     assert!(
         s.next(Duration::from_millis(2500)).await.is_none(),
         "a redelivered vector was decided again"
     );
     // 120 s after the scale-up (metric time), the up-cooldown (300 s) still holds.
-    s.send_all("orders@5", 120, true).await;
+    s.send_id("orders@5", "orders", 120, true).await;
     let d = s.next(Duration::from_secs(10)).await.expect("decision");
     assert_eq!(
         (d.from_replicas, d.to_replicas, d.acted),
@@ -170,15 +90,14 @@ async fn sigkill_during_cooldown_then_restart() {
     );
     assert_eq!(d.adjustments, vec!["cooldown: 180 s left after scale-up"]);
     // After the cooldown it scales again.
-    s.send_all("orders@11", 301, true).await;
+    s.send_id("orders@11", "orders", 301, true).await;
     let d = s.next(Duration::from_secs(10)).await.expect("decision");
     assert_eq!(
         (d.from_replicas, d.to_replicas, d.acted),
         (Some(3), Some(4), true)
     );
     assert_eq!(cluster.current("orders").await.unwrap(), 4);
-    s.shutdown.cancel();
-    let report = s.handle.await.unwrap().unwrap();
+    let report = s.stop().await;
     assert_eq!(report.decisions, 2);
     assert_eq!(report.ballot.late, 3, "the three redelivered votes");
 

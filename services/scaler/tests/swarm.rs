@@ -11,23 +11,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use autoscaler_bus::{Bus, MemoryBus, Outgoing, Overflow, Subscription};
-use autoscaler_contract::{
-    decode, encode, Decision, ModelKind, Strategy, VectorId, Vote, DECISIONS_TOPIC, SCHEMA_VERSION,
-    VOTES_TOPIC,
-};
-use autoscaler_scaler::{
-    run, Actuator, ActuatorError, ScalerConfig, ScalerDeps, ScalerError, ScalerReport,
-    SwarmActuator, SwarmConfig,
-};
-use autoscaler_voting::VotingConfig;
+use autoscaler_scaler::{Actuator, ActuatorError, SwarmActuator, SwarmConfig};
 use bollard::models::{
     ServiceSpec, ServiceSpecMode, ServiceSpecModeReplicated, TaskSpec, TaskSpecContainerSpec,
 };
 use bollard::query_parameters::InspectServiceOptions;
 use bollard::Docker;
-use chrono::{DateTime, Utc};
-use tokio_util::sync::CancellationToken;
+
+mod common;
+use common::start;
 
 /// Every test finishes within this.
 const TEST_TIMEOUT: Duration = Duration::from_secs(120);
@@ -150,98 +142,6 @@ async fn inspect(docker: &Docker, name: &str) -> (i64, HashMap<String, String>) 
     let spec = s.spec.unwrap();
     let replicas = spec.mode.unwrap().replicated.unwrap().replicas.unwrap();
     (replicas, spec.labels.unwrap_or_default())
-}
-
-fn t0() -> DateTime<Utc> {
-    DateTime::from_timestamp(1_720_000_000, 0).unwrap()
-}
-
-/// Three votes on one vector: all "up", or all "no action" and safe at one replica fewer.
-fn votes(service: &str, at_secs: i64, up: bool) -> Vec<Vote> {
-    let t = t0() + chrono::Duration::seconds(at_secs);
-    ModelKind::ALL
-        .into_iter()
-        .map(|model| Vote {
-            schema_version: SCHEMA_VERSION,
-            vector_id: VectorId(format!("{service}@{at_secs}")),
-            timestamp: t,
-            metric_time: t,
-            service: service.into(),
-            model,
-            model_version: "test".into(),
-            prediction: Some(up as u8),
-            probability: Some(if up { 0.9 } else { 0.1 }),
-            confidence: Some(0.9),
-            threshold: 0.5,
-            abstain_reason: None,
-            replicas: None,
-            probability_one_fewer: (!up).then_some(0.05),
-            p95_latency_ms: None,
-        })
-        .collect()
-}
-
-struct Scaler {
-    bus: MemoryBus,
-    decisions: Box<dyn Subscription>,
-    shutdown: CancellationToken,
-    handle: tokio::task::JoinHandle<Result<ScalerReport, ScalerError>>,
-}
-
-async fn start(actuator: Arc<dyn Actuator>, state_db: Option<std::path::PathBuf>) -> Scaler {
-    let bus = MemoryBus::new(64, Overflow::Block);
-    let decisions = bus.subscribe(DECISIONS_TOPIC, "test").await.unwrap();
-    let mut cfg = ScalerConfig::new(VotingConfig::new(Strategy::Majority));
-    cfg.decision_window = Duration::from_secs(1);
-    cfg.envelope.max_replicas = 10;
-    cfg.state_db = state_db;
-    let shutdown = CancellationToken::new();
-    let deps = ScalerDeps {
-        bus: Arc::new(bus.clone()),
-        actuator,
-    };
-    let handle = tokio::spawn(run(cfg, deps, shutdown.clone()));
-    tokio::time::sleep(Duration::from_millis(50)).await;
-    Scaler {
-        bus,
-        decisions,
-        shutdown,
-        handle,
-    }
-}
-
-impl Scaler {
-    async fn send(&self, service: &str, at_secs: i64, up: bool) {
-        for v in votes(service, at_secs, up) {
-            self.bus
-                .publish(Outgoing::new(VOTES_TOPIC, service, encode(&v)))
-                .await
-                .unwrap();
-        }
-    }
-
-    async fn next(&mut self, within: Duration) -> Option<Decision> {
-        match tokio::time::timeout(within, self.decisions.recv()).await {
-            Ok(Some(Ok(d))) => Some(decode(&d.payload).unwrap()),
-            _ => None,
-        }
-    }
-
-    /// Send one vector's votes and return its decision.
-    async fn decide(&mut self, service: &str, at_secs: i64, up: bool) -> Decision {
-        self.send(service, at_secs, up).await;
-        let d = self
-            .next(Duration::from_secs(30))
-            .await
-            .unwrap_or_else(|| panic!("no decision for {service}@{at_secs}"));
-        assert_eq!(d.service, service);
-        d
-    }
-
-    async fn stop(self) -> ScalerReport {
-        self.shutdown.cancel();
-        self.handle.await.unwrap().unwrap()
-    }
 }
 
 fn swarm() -> SwarmActuator {
