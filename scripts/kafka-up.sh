@@ -3,8 +3,9 @@
 # KAFKA_BOOTSTRAP_SERVERS already names one. Prints the bootstrap address as its last line.
 #
 # Apache Kafka cannot be installed on these machines, so this builds `tansu` (a Kafka-compatible
-# broker from crates.io, version pinned, in-memory storage) once and caches it outside the clone
-# (the build takes 10-20 minutes on 2 cores). `scripts/kafka-down.sh` stops what this started.
+# broker from crates.io, version pinned) once, with every storage engine the tests use (`dynostore`
+# for memory, `libsql` for the SQLite file that survives a broker restart), and caches it outside
+# the clone (the build takes 20-30 minutes on 2 cores). `scripts/kafka-down.sh` stops what this started.
 #
 #   KAFKA_PORT (9092)        port to listen on
 #   AUTOSCALER_CACHE         cache directory (default ~/.cache/autoscaler)
@@ -12,8 +13,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 TANSU_VERSION="0.6.0"
+TANSU_FEATURES="dynostore,libsql"
 CACHE="${AUTOSCALER_CACHE:-$HOME/.cache/autoscaler}"
-ROOT="$CACHE/tansu-$TANSU_VERSION"
+ROOT="$CACHE/tansu-$TANSU_VERSION-${TANSU_FEATURES//,/-}"
 TANSU="$ROOT/bin/tansu"
 PORT="${KAFKA_PORT:-9092}"
 RUN_DIR="${AUTOSCALER_RUN_DIR:-/tmp/autoscaler-kafka-$PORT}"
@@ -26,11 +28,11 @@ if [ -n "${KAFKA_BOOTSTRAP_SERVERS:-}" ]; then
 fi
 
 if [ ! -x "$TANSU" ]; then
-    say "building tansu $TANSU_VERSION (features: dynostore) into $ROOT; this takes 10-20 min once"
+    say "building tansu $TANSU_VERSION (features: $TANSU_FEATURES) into $ROOT; this takes 20-30 min once"
     mkdir -p "$CACHE"
     # A cached target dir lets an interrupted build resume.
     CARGO_TARGET_DIR="$CACHE/tansu-target" cargo install --quiet --locked \
-        tansu --version "=$TANSU_VERSION" --features dynostore --root "$ROOT" >&2
+        tansu --version "=$TANSU_VERSION" --features "$TANSU_FEATURES" --root "$ROOT" >&2
     rm -rf "$CACHE/tansu-target"
 fi
 
