@@ -10,7 +10,10 @@ use std::sync::Mutex;
 
 use xgb::{parameters::BoosterParameters, Booster, DMatrix};
 
-use crate::{hyper, Dataset, FileFeatures, ModelError, TrainParams};
+use crate::artefact::FileFeatures;
+use crate::engine::{hyper, Engine};
+use crate::params::{Checked, XgbParams};
+use crate::{Dataset, ModelError};
 
 /// A fitted booster. `Booster` is `Send` but not `Sync` (prediction mutates the learner), hence
 /// the mutex.
@@ -35,9 +38,9 @@ fn dense(rows: &[&[f64]]) -> Result<DMatrix, ModelError> {
 }
 
 impl XgbModel {
-    pub(crate) fn train(
+    pub(crate) fn fit(
         data: &Dataset,
-        params: &TrainParams,
+        params: &Checked<XgbParams>,
     ) -> Result<(Self, serde_json::Value), ModelError> {
         let rows: Vec<&[f64]> = data.rows.iter().map(Vec::as_slice).collect();
         let mut dtrain = dense(&rows)?;
@@ -61,8 +64,8 @@ impl XgbModel {
             ("objective", "binary:logistic".into()),
             ("eval_metric", "logloss".into()),
             ("tree_method", "hist".into()),
-            ("max_depth", params.xgb_max_depth.to_string()),
-            ("eta", params.xgb_eta.to_string()),
+            ("max_depth", params.max_depth.to_string()),
+            ("eta", params.eta.to_string()),
             ("scale_pos_weight", scale_pos_weight.to_string()),
             ("seed", params.seed.to_string()),
             // One thread: deterministic and frugal; the data sets are small.
@@ -81,7 +84,7 @@ impl XgbModel {
         booster
             .set_feature_names(&names)
             .map_err(xgb_err("setting feature names"))?;
-        for round in 0..params.xgb_rounds {
+        for round in 0..params.rounds {
             booster
                 .update(&dtrain, round as i32)
                 .map_err(xgb_err("training"))?;
@@ -90,7 +93,7 @@ impl XgbModel {
             .iter()
             .map(|(k, v)| (*k, serde_json::Value::String(v.clone())))
             .collect();
-        hp.push(("num_boost_round", params.xgb_rounds.into()));
+        hp.push(("num_boost_round", params.rounds.into()));
         hp.push(("class_weighting", params.class_weighting.into()));
         Ok((
             XgbModel {
@@ -98,14 +101,6 @@ impl XgbModel {
             },
             hyper(&hp),
         ))
-    }
-
-    /// XGBoost JSON of the model.
-    pub(crate) fn to_bytes(&self) -> Result<Vec<u8>, ModelError> {
-        let booster = self.booster.lock().map_err(|_| ModelError::Poisoned)?;
-        booster
-            .save_buffer(false)
-            .map_err(xgb_err("serialising the model to JSON"))
     }
 
     /// Load XGBoost JSON; also report the features the file declares.
@@ -158,9 +153,11 @@ impl XgbModel {
             features,
         ))
     }
+}
 
+impl Engine for XgbModel {
     /// P(violation) per row; NaN = missing.
-    pub(crate) fn predict(&self, rows: &[&[f64]]) -> Result<Vec<f64>, ModelError> {
+    fn predict(&self, rows: &[&[f64]]) -> Result<Vec<f64>, ModelError> {
         let dmat = dense(rows)?;
         let booster = self.booster.lock().map_err(|_| ModelError::Poisoned)?;
         let out = booster.predict(&dmat).map_err(xgb_err("predicting"))?;
@@ -168,5 +165,12 @@ impl XgbModel {
             .into_iter()
             .map(|p| f64::from(p).clamp(0.0, 1.0))
             .collect())
+    }
+    /// XGBoost JSON of the model (it holds the feature names itself).
+    fn to_bytes(&self, _feature_names: &[String]) -> Result<Vec<u8>, ModelError> {
+        let booster = self.booster.lock().map_err(|_| ModelError::Poisoned)?;
+        booster
+            .save_buffer(false)
+            .map_err(xgb_err("serialising the model to JSON"))
     }
 }
