@@ -29,6 +29,11 @@
 use std::fmt;
 use std::str::FromStr;
 
+#[cfg(any(test, feature = "test-support"))]
+pub mod fixtures;
+mod sla;
+pub use sla::{violates_sla, within_sla, DEFAULT_SLA_P95_MS, ERROR_VIOLATION_PCT};
+
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -41,10 +46,6 @@ pub const METRICS_TOPIC: &str = "metrics";
 pub const VOTES_TOPIC: &str = "model-votes";
 /// Default topic of scaling decisions.
 pub const DECISIONS_TOPIC: &str = "scaling-decisions";
-
-/// Default SLA on a service's p95 latency, milliseconds: what the reports count as a violation
-/// and what the models are trained to foresee, unless configured otherwise.
-pub const DEFAULT_SLA_P95_MS: f64 = 250.0;
 
 /// Errors found when a message breaks the contract.
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -678,23 +679,10 @@ mod tests {
     use super::*;
 
     fn vector() -> FeatureVector {
-        let t = DateTime::from_timestamp(1_720_000_000, 0).unwrap();
-        FeatureVector {
-            schema_version: SCHEMA_VERSION,
-            vector_id: VectorId::new("orders", 42, t),
-            timestamp: t,
-            metric_time: t,
-            service: "orders".into(),
-            poll: 42,
-            replicas: Some(3),
-            stale: false,
-            stale_reason: None,
-            features: Features {
-                request_rate_rps: Some(41.2),
-                p95_latency_ms: None,
-                ..Features::default()
-            },
-        }
+        fixtures::vector("orders", 42)
+            .replicas(3)
+            .with(|f| f.request_rate_rps = Some(41.2))
+            .build()
     }
 
     #[test]
@@ -758,24 +746,11 @@ mod tests {
 
     #[test]
     fn vote_ballot_and_validation() {
-        let t = DateTime::from_timestamp(1_720_000_000, 0).unwrap();
-        let mut vote = Vote {
-            schema_version: 1,
-            vector_id: VectorId::new("orders", 1, t),
-            timestamp: t,
-            metric_time: t,
-            service: "orders".into(),
-            model: ModelKind::Xgboost,
-            model_version: "x".into(),
-            prediction: Some(1),
-            probability: Some(0.9),
-            confidence: Some(0.9),
-            threshold: 0.5,
-            abstain_reason: None,
-            replicas: Some(2),
-            probability_one_fewer: None,
-            p95_latency_ms: None,
-        };
+        let mut vote = fixtures::vote("orders-1", ModelKind::Xgboost)
+            .up()
+            .replicas(2)
+            .version("x")
+            .build();
         assert_eq!(vote.ballot(), Ballot::Up);
         assert!(vote.validate().is_ok());
         vote.probability = Some(1.5);

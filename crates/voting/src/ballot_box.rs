@@ -195,28 +195,10 @@ impl BallotBox {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use autoscaler_contract::SCHEMA_VERSION;
-    use chrono::DateTime;
+    use autoscaler_contract::fixtures;
 
     fn vote(id: &str, model: ModelKind, up: bool) -> Vote {
-        let t = DateTime::from_timestamp(1_720_000_000, 0).unwrap();
-        Vote {
-            schema_version: SCHEMA_VERSION,
-            vector_id: VectorId(id.into()),
-            timestamp: t,
-            metric_time: t,
-            service: "orders".into(),
-            model,
-            model_version: "t".into(),
-            prediction: Some(up as u8),
-            probability: Some(if up { 0.9 } else { 0.1 }),
-            confidence: Some(0.9),
-            threshold: 0.5,
-            abstain_reason: None,
-            replicas: Some(2),
-            probability_one_fewer: None,
-            p95_latency_ms: None,
-        }
+        fixtures::vote(id, model).ballot(up).replicas(2).build()
     }
 
     const S: fn(u64) -> Duration = Duration::from_secs;

@@ -26,8 +26,8 @@ use std::time::Duration;
 
 use autoscaler_bus::{Bus, BusError, Outgoing, Subscription};
 use autoscaler_contract::{
-    decode, encode, Decision, FeatureVector, VectorId, DECISIONS_TOPIC, METRICS_TOPIC,
-    SCHEMA_VERSION,
+    decode, encode, violates_sla, Decision, FeatureVector, VectorId, DECISIONS_TOPIC,
+    METRICS_TOPIC, SCHEMA_VERSION,
 };
 use autoscaler_simulator::{ReplayFeed, ServiceParams, SimulatedCluster, Trace};
 use chrono::{DateTime, Utc};
@@ -465,8 +465,7 @@ async fn run_replay(
             totals.polls += 1;
             totals.replica_seconds += desired as f64 * interval;
             totals.max_replicas = totals.max_replicas.max(desired);
-            let violated = polled.p95_ms.is_some_and(|p| p > r.sla_p95_ms)
-                || polled.error_pct.is_some_and(|e| e >= 50.0);
+            let violated = violates_sla(polled.p95_ms, polled.error_pct, r.sla_p95_ms);
             if violated {
                 totals.violation_polls += 1;
             }

@@ -264,9 +264,8 @@ pub async fn run_with_reload(
 mod tests {
     use super::*;
     use autoscaler_bus::{MemoryBus, Overflow};
-    use autoscaler_contract::{Features, VectorId};
+    use autoscaler_contract::fixtures;
     use autoscaler_models::ModelError;
-    use chrono::DateTime;
 
     /// A fake model: P(violation) = cpu_per_replica_pct / 100, clamped.
     struct CpuModel {
@@ -301,23 +300,13 @@ mod tests {
     }
 
     fn vector(cpu: Option<f64>, replicas: Option<u32>) -> FeatureVector {
-        let t = DateTime::from_timestamp(1_720_000_000, 0).unwrap();
-        FeatureVector {
-            schema_version: SCHEMA_VERSION,
-            vector_id: VectorId::new("orders", 1, t),
-            timestamp: t,
-            metric_time: t,
-            service: "orders".into(),
-            poll: 1,
-            replicas,
-            stale: false,
-            stale_reason: None,
-            features: Features {
-                p95_latency_ms: Some(40.0),
-                cpu_usage_pct: cpu,
-                ..Features::default()
-            },
-        }
+        fixtures::vector("orders", 1)
+            .replicas(replicas)
+            .with(|f| {
+                f.p95_latency_ms = Some(40.0);
+                f.cpu_usage_pct = cpu;
+            })
+            .build()
     }
 
     #[test]
@@ -406,9 +395,8 @@ mod tests {
 mod reload_tests {
     use super::*;
     use autoscaler_bus::{MemoryBus, Overflow};
-    use autoscaler_contract::{Features, VectorId};
+    use autoscaler_contract::fixtures;
     use autoscaler_models::ModelError;
-    use chrono::DateTime;
     use std::collections::BTreeMap;
 
     /// A constant model with a version and feature list of our choosing.
@@ -445,22 +433,11 @@ mod reload_tests {
     }
 
     fn vector(poll: u64) -> FeatureVector {
-        let t = DateTime::from_timestamp(1_720_000_000 + poll as i64 * 30, 0).unwrap();
-        FeatureVector {
-            schema_version: SCHEMA_VERSION,
-            vector_id: VectorId::new("orders", poll, t),
-            timestamp: t,
-            metric_time: t,
-            service: "orders".into(),
-            poll,
-            replicas: Some(2),
-            stale: false,
-            stale_reason: None,
-            features: Features {
-                p95_latency_ms: Some(40.0),
-                ..Features::default()
-            },
-        }
+        fixtures::vector("orders", poll)
+            .at(fixtures::at(poll as i64 * 30))
+            .replicas(2)
+            .with(|f| f.p95_latency_ms = Some(40.0))
+            .build()
     }
 
     fn config() -> InferenceConfig {

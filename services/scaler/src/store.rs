@@ -378,29 +378,10 @@ mod tests {
     }
 
     pub(crate) fn decision(id: &str, service: &str) -> Decision {
-        Decision {
-            schema_version: SCHEMA_VERSION,
-            vector_id: VectorId(id.into()),
-            service: service.into(),
-            decision: Verdict::ScaleUp,
-            timestamp: t(1),
-            metric_time: t(0),
-            scale_up_votes: 3,
-            no_action_votes: 0,
-            abstentions: 0,
-            missing_models: vec![],
-            total_votes: 3,
-            confidence: 0.9,
-            strategy: Strategy::Majority,
-            weighted_score: None,
-            votes: vec![],
-            from_replicas: Some(2),
-            to_replicas: Some(3),
-            reason: "test".into(),
-            adjustments: vec![],
-            acted: true,
-            dry_run: false,
-        }
+        autoscaler_contract::fixtures::decision(id, service)
+            .decided_at(t(1))
+            .metric_time(t(0))
+            .build()
     }
 
     #[test]

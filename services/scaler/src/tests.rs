@@ -2,29 +2,16 @@
 
 use super::*;
 use autoscaler_bus::{MemoryBus, Overflow, Subscription};
+use autoscaler_contract::fixtures;
 use autoscaler_contract::{ModelKind, Strategy, VectorId};
-use chrono::DateTime;
 
 fn vote(id: &str, model: ModelKind, up: bool, p1f: Option<f64>) -> Vote {
-    let t = DateTime::from_timestamp(1_720_000_000, 0).unwrap();
-    let p = if up { 0.9 } else { 0.1 };
-    Vote {
-        schema_version: SCHEMA_VERSION,
-        vector_id: VectorId(id.into()),
-        timestamp: t,
-        metric_time: t + chrono::Duration::seconds(id.len() as i64 * 1000),
-        service: "orders".into(),
-        model,
-        model_version: "test".into(),
-        prediction: Some(up as u8),
-        probability: Some(p),
-        confidence: Some(0.9),
-        threshold: 0.5,
-        abstain_reason: None,
-        replicas: Some(2),
-        probability_one_fewer: p1f,
-        p95_latency_ms: None,
-    }
+    fixtures::vote(id, model)
+        .ballot(up)
+        .metric_time(fixtures::at(id.len() as i64 * 1000))
+        .replicas(2)
+        .one_fewer(p1f)
+        .build()
 }
 
 struct Harness {

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use autoscaler_bus::{Bus, MemoryBus, Outgoing, Overflow, Subscription};
+use autoscaler_contract::fixtures;
 use autoscaler_contract::{
     decode, encode, Decision, ModelKind, Strategy, VectorId, Vote, DECISIONS_TOPIC, SCHEMA_VERSION,
     VOTES_TOPIC,
@@ -16,33 +17,18 @@ use tokio_util::sync::CancellationToken;
 
 /// Metric time 0 of every test.
 pub fn t0() -> DateTime<Utc> {
-    DateTime::from_timestamp(1_720_000_000, 0).unwrap()
+    fixtures::t0()
 }
 
 /// The three models' votes on vector `id` of `service` at `at_secs`: all "up", or all
 /// "no action" and safe at one replica fewer.
 pub fn votes(id: &str, service: &str, at_secs: i64, up: bool) -> Vec<Vote> {
-    let t = t0() + chrono::Duration::seconds(at_secs);
-    ModelKind::ALL
-        .into_iter()
-        .map(|model| Vote {
-            schema_version: SCHEMA_VERSION,
-            vector_id: VectorId(id.into()),
-            timestamp: t,
-            metric_time: t,
-            service: service.into(),
-            model,
-            model_version: "test".into(),
-            prediction: Some(up as u8),
-            probability: Some(if up { 0.9 } else { 0.1 }),
-            confidence: Some(0.9),
-            threshold: 0.5,
-            abstain_reason: None,
-            replicas: None,
-            probability_one_fewer: (!up).then_some(0.05),
-            p95_latency_ms: None,
-        })
-        .collect()
+    fixtures::votes(id, |v| {
+        v.service(service)
+            .at(fixtures::at(at_secs))
+            .ballot(up)
+            .one_fewer((!up).then_some(0.05))
+    })
 }
 
 /// A running scaler (majority, 1 s decision window) and a reader of its decisions.
