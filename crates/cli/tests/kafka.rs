@@ -176,6 +176,7 @@ async fn wait_for(limit: Duration, what: &str, mut done: impl FnMut() -> bool) -
 const SERVICES: &str = "front-end,orders,carts,catalogue,payment,shipping";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a Kafka broker: KAFKA_BOOTSTRAP_SERVERS (scripts/kafka-up.sh)"]
 async fn closed_loop_over_kafka_with_dead_letters() {
     let Some(bootstrap) = broker() else { return };
     let n = Names::new("loop", bootstrap);
@@ -294,6 +295,7 @@ async fn next(sub: &mut Box<dyn autoscaler_bus::Subscription>) -> autoscaler_bus
 // partition after a rebalance) resumes at the oldest message not acknowledged — not one past it.
 // For a member of a group and for an exclusive (explicitly assigned) consumer alike.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a Kafka broker: KAFKA_BOOTSTRAP_SERVERS (scripts/kafka-up.sh)"]
 async fn a_successor_resumes_at_the_first_unacknowledged_message() {
     let Some(bootstrap) = broker() else { return };
     let n = Names::new("resume", bootstrap);
@@ -338,6 +340,7 @@ async fn a_successor_resumes_at_the_first_unacknowledged_message() {
 // the committed offsets — no dead member to evict, no rebalance (on tansu 0.6 a group whose
 // leader is killed leaves the successor with an empty assignment for good).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a Kafka broker: KAFKA_BOOTSTRAP_SERVERS (scripts/kafka-up.sh)"]
 async fn scaler_killed_mid_stream_and_restarted_decides_every_vector_exactly_once() {
     let Some(bootstrap) = broker() else { return };
     let n = Names::new("restart", bootstrap);
@@ -405,6 +408,7 @@ async fn scaler_killed_mid_stream_and_restarted_decides_every_vector_exactly_onc
 // Two replicas of one model in one group (`inference-xgboost`) split the metrics partitions, and
 // every vector still gets exactly one vote per model.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a Kafka broker: KAFKA_BOOTSTRAP_SERVERS (scripts/kafka-up.sh)"]
 async fn two_replicas_of_one_model_split_the_partitions_and_every_vector_gets_three_votes() {
     let Some(bootstrap) = broker() else { return };
     let n = Names::new("replicas", bootstrap);
