@@ -3,7 +3,7 @@
 //! (`format`, `format_version`, `feature_names`) of this crate's own model-file formats.
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use autoscaler_contract::ModelKind;
 use serde::de::DeserializeOwned;
@@ -54,55 +54,70 @@ struct EnvelopeIn<T> {
     body: T,
 }
 
-/// Encode `body` in `format` with the feature names (`what` names the file in errors).
-pub(crate) fn write_artefact<T: Serialize>(
-    (format, format_version): Format,
-    feature_names: &[String],
+/// A model body saved in one of this crate's own formats: `model.json` is the envelope
+/// (`format`, `format_version`, `feature_names`) followed by the body's fields. [`encode`] and
+/// [`decode`] are the only code that reads or writes the envelope.
+pub(crate) trait OwnFormat: Serialize + DeserializeOwned {
+    /// The format's name and version.
+    const FORMAT: Format;
+    /// The file, as errors name it while encoding (`random_forest/model.json`).
+    const FILE: &'static str;
+    /// Pretty-printed when set.
+    const PRETTY: bool = false;
+    /// Why this decoded body cannot serve with `feature_names` (the file is then refused as a
+    /// [`ModelError::BadArtefact`]).
+    fn check(&self, feature_names: &[String]) -> Result<(), String>;
+}
+
+/// `model.json`'s bytes for `body` with these feature names.
+pub(crate) fn encode<T: OwnFormat>(
     body: &T,
-    pretty: bool,
-    what: &str,
+    feature_names: &[String],
 ) -> Result<Vec<u8>, ModelError> {
+    let (format, format_version) = T::FORMAT;
     let file = EnvelopeOut {
         format,
         format_version,
         feature_names,
         body,
     };
-    let bytes = if pretty {
+    let bytes = if T::PRETTY {
         serde_json::to_vec_pretty(&file)
     } else {
         serde_json::to_vec(&file)
     };
     bytes.map_err(|source| ModelError::Json {
-        path: what.into(),
+        path: T::FILE.into(),
         source,
     })
 }
 
-/// Decode a model file of `format`, naming the file on error; returns its feature names and
-/// body. The `format` and `format_version` are checked first, so a file of another format or
-/// version is reported as such rather than as whatever field its body lacks.
-pub(crate) fn read_artefact<T: DeserializeOwned>(
+/// Decode a model file of `T`'s format (`path` names it in errors) and check its body; also
+/// the features it names. The `format` and `format_version` are checked first, so a file of
+/// another format or version is reported as such rather than as whatever field its body lacks.
+pub(crate) fn decode<T: OwnFormat>(
     bytes: &[u8],
     path: &Path,
-    (expected, expected_version): Format,
-) -> Result<(Vec<String>, T), ModelError> {
+) -> Result<(T, FileFeatures), ModelError> {
+    let (expected, expected_version) = T::FORMAT;
     let json = |source| ModelError::Json {
         path: path.to_path_buf(),
         source,
     };
+    let bad = |reason| ModelError::BadArtefact {
+        path: path.to_path_buf(),
+        reason,
+    };
     let h: Header = serde_json::from_slice(bytes).map_err(json)?;
     if h.format != expected || h.format_version != expected_version {
-        return Err(ModelError::BadArtefact {
-            path: path.to_path_buf(),
-            reason: format!(
-                "format `{}` v{}, expected `{expected}` v{expected_version}",
-                h.format, h.format_version
-            ),
-        });
+        return Err(bad(format!(
+            "format `{}` v{}, expected `{expected}` v{expected_version}",
+            h.format, h.format_version
+        )));
     }
     let file: EnvelopeIn<T> = serde_json::from_slice(bytes).map_err(json)?;
-    Ok((file.feature_names, file.body))
+    file.body.check(&file.feature_names).map_err(bad)?;
+    Ok((file.body, FileFeatures::Names(file.feature_names)))
 }
 
 /// Write `models_dir/<kind>/model.json` (the library's format) and

@@ -24,7 +24,7 @@ use smartcore::tree::decision_tree_classifier::{
     DecisionTreeClassifier, DecisionTreeClassifierParameters,
 };
 
-use crate::artefact::{read_artefact, write_artefact, FileFeatures, Format};
+use crate::artefact::{decode, encode, FileFeatures, Format, OwnFormat};
 use crate::engine::{hyper, Engine};
 use crate::params::{Checked, ForestParams};
 use crate::Dataset;
@@ -32,7 +32,6 @@ use crate::ModelError;
 
 /// Fraction of the features each tree sees.
 pub const FEATURE_FRACTION: f64 = 0.5;
-const FORMAT: Format = ("autoscaler-random-forest", 1);
 
 type Tree = DecisionTreeClassifier<f64, u32, DenseMatrix<f64>, Vec<u32>>;
 
@@ -135,26 +134,30 @@ impl Forest {
         bytes: &[u8],
         path: &Path,
     ) -> Result<(Self, FileFeatures), ModelError> {
-        let (feature_names, body): (Vec<String>, Body) = read_artefact(bytes, path, FORMAT)?;
-        let bad = |reason: String| ModelError::BadArtefact {
-            path: path.to_path_buf(),
-            reason,
-        };
-        if body.trees.is_empty() {
-            return Err(bad("no trees".into()));
+        decode(bytes, path).map(|(body, features)| (Forest { body }, features))
+    }
+}
+
+impl OwnFormat for Body {
+    const FORMAT: Format = ("autoscaler-random-forest", 1);
+    const FILE: &'static str = "random_forest/model.json";
+
+    fn check(&self, feature_names: &[String]) -> Result<(), String> {
+        if self.trees.is_empty() {
+            return Err("no trees".into());
         }
         let n = feature_names.len();
-        if let Some(t) = body
+        match self
             .trees
             .iter()
             .find(|t| t.features.iter().any(|f| *f >= n))
         {
-            return Err(bad(format!(
+            Some(t) => Err(format!(
                 "a tree uses feature index {:?} but the file lists {n} features",
                 t.features
-            )));
+            )),
+            None => Ok(()),
         }
-        Ok((Forest { body }, FileFeatures::Names(feature_names)))
     }
 }
 
@@ -182,12 +185,6 @@ impl Engine for Forest {
     }
 
     fn to_bytes(&self, feature_names: &[String]) -> Result<Vec<u8>, ModelError> {
-        write_artefact(
-            FORMAT,
-            feature_names,
-            &self.body,
-            false,
-            "random_forest/model.json",
-        )
+        encode(&self.body, feature_names)
     }
 }

@@ -14,14 +14,13 @@ use linfa::traits::Fit;
 use ndarray::{Array1, Array2};
 use serde::{Deserialize, Serialize};
 
-use crate::artefact::{read_artefact, write_artefact, FileFeatures, Format};
+use crate::artefact::{decode, encode, FileFeatures, Format, OwnFormat};
 use crate::engine::{hyper, Engine};
 use crate::params::{Checked, LogisticParams};
 use crate::{Dataset, ModelError, Preprocessing};
 
 /// Largest duplication factor applied to the minority class.
 pub const MAX_DUPLICATION: usize = 100;
-const FORMAT: Format = ("autoscaler-logistic-regression", 1);
 
 /// The fitted model, in the form saved to `model.json`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -126,29 +125,7 @@ impl Logistic {
         bytes: &[u8],
         path: &Path,
     ) -> Result<(Self, FileFeatures), ModelError> {
-        let (feature_names, model): (Vec<String>, Logistic) = read_artefact(bytes, path, FORMAT)?;
-        let bad = |reason: String| ModelError::BadArtefact {
-            path: path.to_path_buf(),
-            reason,
-        };
-        let d = feature_names.len();
-        let m = &model;
-        if m.means.len() != d || m.stds.len() != d || m.coefficients.len() != d {
-            return Err(bad(format!(
-                "{d} features but {} means, {} stds, {} coefficients",
-                m.means.len(),
-                m.stds.len(),
-                m.coefficients.len()
-            )));
-        }
-        let all = m.means.iter().chain(&m.stds).chain(&m.coefficients);
-        if !m.intercept.is_finite() || all.clone().any(|v| !v.is_finite()) {
-            return Err(bad("non-finite parameter".into()));
-        }
-        if m.stds.iter().any(|s| *s <= 0.0) {
-            return Err(bad("a standard deviation is not positive".into()));
-        }
-        Ok((model, FileFeatures::Names(feature_names)))
+        decode(bytes, path)
     }
 
     /// P(violation) of one (already checked) row.
@@ -165,19 +142,43 @@ impl Logistic {
     }
 }
 
+impl OwnFormat for Logistic {
+    const FORMAT: Format = ("autoscaler-logistic-regression", 1);
+    const FILE: &'static str = "logistic_regression/model.json";
+    const PRETTY: bool = true;
+
+    fn check(&self, feature_names: &[String]) -> Result<(), String> {
+        let d = feature_names.len();
+        if self.means.len() != d || self.stds.len() != d || self.coefficients.len() != d {
+            return Err(format!(
+                "{d} features but {} means, {} stds, {} coefficients",
+                self.means.len(),
+                self.stds.len(),
+                self.coefficients.len()
+            ));
+        }
+        let all = self
+            .means
+            .iter()
+            .chain(&self.stds)
+            .chain(&self.coefficients);
+        if !self.intercept.is_finite() || all.clone().any(|v| !v.is_finite()) {
+            return Err("non-finite parameter".into());
+        }
+        if self.stds.iter().any(|s| *s <= 0.0) {
+            return Err("a standard deviation is not positive".into());
+        }
+        Ok(())
+    }
+}
+
 impl Engine for Logistic {
     fn predict(&self, rows: &[&[f64]]) -> Result<Vec<f64>, ModelError> {
         Ok(rows.iter().map(|r| self.predict_one(r)).collect())
     }
 
     fn to_bytes(&self, feature_names: &[String]) -> Result<Vec<u8>, ModelError> {
-        write_artefact(
-            FORMAT,
-            feature_names,
-            self,
-            true,
-            "logistic_regression/model.json",
-        )
+        encode(self, feature_names)
     }
 
     fn preprocessing(&self) -> Preprocessing {
