@@ -371,7 +371,6 @@ fn upsert_state(conn: &Connection, service: &str, s: &ServiceState) -> rusqlite:
 #[cfg(test)]
 mod tests {
     use super::*;
-    use autoscaler_contract::{Strategy, Verdict, SCHEMA_VERSION};
 
     fn t(s: i64) -> DateTime<Utc> {
         DateTime::from_timestamp(1_720_000_000 + s, 0).unwrap()

@@ -3,7 +3,7 @@
 use super::*;
 use autoscaler_bus::{MemoryBus, Overflow, Subscription};
 use autoscaler_contract::fixtures;
-use autoscaler_contract::{ModelKind, Strategy, VectorId};
+use autoscaler_contract::{ModelKind, Strategy};
 
 fn vote(id: &str, model: ModelKind, up: bool, p1f: Option<f64>) -> Vote {
     fixtures::vote(id, model)

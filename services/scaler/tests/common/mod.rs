@@ -6,10 +6,7 @@ use std::time::Duration;
 
 use autoscaler_bus::{Bus, MemoryBus, Outgoing, Overflow, Subscription};
 use autoscaler_contract::fixtures;
-use autoscaler_contract::{
-    decode, encode, Decision, ModelKind, Strategy, VectorId, Vote, DECISIONS_TOPIC, SCHEMA_VERSION,
-    VOTES_TOPIC,
-};
+use autoscaler_contract::{decode, encode, Decision, Strategy, Vote, DECISIONS_TOPIC, VOTES_TOPIC};
 use autoscaler_scaler::{run, Actuator, ScalerConfig, ScalerDeps, ScalerError, ScalerReport};
 use autoscaler_voting::VotingConfig;
 use chrono::{DateTime, Utc};
