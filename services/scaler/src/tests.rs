@@ -10,7 +10,12 @@ fn vote(id: &str, model: ModelKind, up: bool, p1f: Option<f64>) -> Vote {
     let p = if up { 0.9 } else { 0.1 };
     Vote {
         schema_version: SCHEMA_VERSION,
-        vector_id: VectorId(id.into()),
+        // `<service>@<poll>@<ms>`: the poll is made from the test's short id.
+        vector_id: VectorId(format!(
+            "orders@{}@{}",
+            id.bytes().map(u64::from).sum::<u64>(),
+            id.len() * 1000
+        )),
         timestamp: t,
         metric_time: t + chrono::Duration::seconds(id.len() as i64 * 1000),
         service: "orders".into(),
@@ -41,6 +46,9 @@ async fn start(strategy: Strategy, window_secs: u64) -> Harness {
     let actuator = SimulatedActuator::new(2);
     let mut cfg = ScalerConfig::new(VotingConfig::new(strategy));
     cfg.decision_window = Duration::from_secs(window_secs);
+    // The fixtures' metric times are fixed and up to an hour apart.
+    cfg.clock = ClockMode::Replay;
+    cfg.max_skew_secs = 86_400;
     let shutdown = CancellationToken::new();
     let deps = ScalerDeps {
         bus: Arc::new(bus.clone()),
@@ -309,6 +317,7 @@ async fn a_decision_recorded_but_not_published_is_published_on_restart() {
     let start_with_db = |bus: MemoryBus| {
         let mut cfg = ScalerConfig::new(VotingConfig::new(Strategy::Majority));
         cfg.state_db = Some(db.clone());
+        cfg.clock = ClockMode::Replay;
         let shutdown = CancellationToken::new();
         let deps = ScalerDeps {
             bus: Arc::new(bus),
