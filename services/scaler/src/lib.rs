@@ -480,6 +480,10 @@ impl Scaler {
             Err(e) => (ServicePolicy::default(), None, Some(format!("held: {e}"))),
         };
         self.note_policy(&service, held.as_deref());
+        let policy_held = held.is_some();
+        if held.is_none() && ballot_problem.is_none() && standby.is_some() {
+            self.report.lease_holds += 1;
+        }
         let held = held.or(ballot_problem).or(standby);
         let envelope_cfg = self
             .cfg
@@ -659,7 +663,7 @@ impl Scaler {
         }
         .bounded();
         tracing::debug!(vector = %vector_id, service, decision = ?verdict, acted, "decided");
-        if held.is_some() {
+        if policy_held {
             self.report.policy_holds += 1;
         }
         // On disk before it is published: a restart never decides this vector again, and keeps

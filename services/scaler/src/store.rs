@@ -499,7 +499,7 @@ fn upsert_state(conn: &Connection, service: &str, s: &ServiceState) -> rusqlite:
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use autoscaler_contract::{Strategy, Verdict, SCHEMA_VERSION};
 
@@ -604,5 +604,55 @@ mod tests {
         let ids = s.recent_decided(usize::MAX >> 1).unwrap();
         assert_eq!(ids.len(), 10);
         assert_eq!(ids.last().unwrap().0, "v999");
+    }
+
+    /// A database from before schema versions (the outbox had no `attempts`) is migrated in
+    /// place, its pending decision kept; one from a newer build is refused, not misread.
+    #[test]
+    fn an_old_database_is_migrated_and_a_newer_one_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.db");
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(SCHEMA).unwrap();
+            let json = String::from_utf8(encode(&decision("orders@1@0", "orders"))).unwrap();
+            conn.execute(
+                "INSERT INTO outbox (vector_id, decision_json) VALUES ('orders@1@0', ?1)",
+                [json],
+            )
+            .unwrap();
+        }
+        let s = Store::open(&path).unwrap();
+        let out = s.outbox().unwrap();
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].attempts, 0);
+        assert!(!s.note_publish_failure(&out[0].vector_id, 2).unwrap());
+        assert_eq!(s.outbox().unwrap()[0].attempts, 1);
+        drop(s);
+        let conn = Connection::open(&path).unwrap();
+        let v: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, super::SCHEMA_VERSION);
+        conn.execute_batch("PRAGMA user_version = 99").unwrap();
+        drop(conn);
+        let e = Store::open(&path).unwrap_err().to_string();
+        assert!(e.contains("newer"), "{e}");
+    }
+
+    /// A stabilization history that does not decode no longer stops the scaler: the service's
+    /// cooldowns restart now.
+    #[test]
+    fn a_corrupt_state_row_is_repaired_not_fatal() {
+        let s = Store::open_in_memory().unwrap();
+        s.save_state("orders", &ServiceState::default()).unwrap();
+        s.lock()
+            .execute("UPDATE service_state SET recent_json = 'garbage'", [])
+            .unwrap();
+        let before = Utc::now();
+        let st = &s.load_states().unwrap()["orders"];
+        assert!(st.recent.is_empty());
+        assert!(st.last_scale_up.unwrap() >= before - chrono::Duration::seconds(1));
+        assert!(st.last_scale_down.is_some());
     }
 }
