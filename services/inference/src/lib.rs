@@ -454,6 +454,124 @@ mod tests {
 }
 
 #[cfg(test)]
+mod hardening_tests {
+    use super::*;
+    use autoscaler_bus::{Delivery, MemoryBus, Overflow, Subscription};
+    use autoscaler_contract::{Features, VectorId};
+    use autoscaler_models::ModelError;
+
+    /// A model answering a fixed probability (NaN included).
+    struct Const(f64, Vec<String>);
+
+    impl Model for Const {
+        fn kind(&self) -> ModelKind {
+            ModelKind::LogisticRegression
+        }
+        fn version(&self) -> &str {
+            "const"
+        }
+        fn threshold(&self) -> f64 {
+            0.5
+        }
+        fn feature_names(&self) -> &[String] {
+            &self.1
+        }
+        fn predict_proba_batch(&self, rows: &[Vec<f64>]) -> Result<Vec<f64>, ModelError> {
+            Ok(vec![self.0; rows.len()])
+        }
+    }
+
+    fn vector_at(t: chrono::DateTime<chrono::Utc>) -> FeatureVector {
+        FeatureVector {
+            schema_version: SCHEMA_VERSION,
+            vector_id: VectorId::new("orders", 1, t),
+            timestamp: t,
+            metric_time: t,
+            service: "orders".into(),
+            poll: 1,
+            replicas: Some(2),
+            stale: false,
+            stale_reason: None,
+            features: Features {
+                p95_latency_ms: Some(40.0),
+                ..Features::default()
+            },
+        }
+    }
+
+    /// Low: a NaN from the model is an abstention with the reason, a valid vote.
+    #[test]
+    fn a_nan_probability_is_an_abstention() {
+        let m = Const(f64::NAN, vec!["p95_latency_ms".into()]);
+        let v = vote_for(&m, &vector_at(chrono::Utc::now()));
+        assert_eq!((v.prediction, v.probability), (None, None));
+        assert!(v.abstain_reason.as_deref().unwrap().contains("NaN"), "{v:?}");
+        assert!(v.validate().is_ok());
+    }
+
+    /// A bus whose dead-letter topics refuse everything.
+    struct NoDlq(MemoryBus);
+
+    #[async_trait::async_trait]
+    impl Bus for NoDlq {
+        async fn publish(&self, msg: Outgoing) -> Result<(), BusError> {
+            if msg.topic.ends_with(".dlq") {
+                return Err(BusError::Fatal("refused".into()));
+            }
+            self.0.publish(msg).await
+        }
+        async fn subscribe(&self, t: &str, g: &str) -> Result<Box<dyn Subscription>, BusError> {
+            self.0.subscribe(t, g).await
+        }
+        async fn flush(&self, t: Duration) -> Result<(), BusError> {
+            self.0.flush(t).await
+        }
+    }
+
+    async fn recv(s: &mut Box<dyn Subscription>) -> Delivery {
+        tokio::time::timeout(Duration::from_secs(30), s.recv())
+            .await
+            .expect("in time")
+            .unwrap()
+            .unwrap()
+    }
+
+    /// Critical 1 and 2: a vector from the far future is dead-lettered (its skew is checked
+    /// both ways); when the dead-letter topic refuses it too, the service counts that and
+    /// goes on voting.
+    #[tokio::test(start_paused = true)]
+    async fn far_future_vectors_are_refused_and_a_failed_dead_letter_is_not_fatal() {
+        let mem = MemoryBus::new(16, Overflow::Block);
+        let mut votes = mem.subscribe(VOTES_TOPIC, "t").await.unwrap();
+        let shutdown = CancellationToken::new();
+        let cfg = InferenceConfig::new(ModelKind::LogisticRegression);
+        let task = tokio::spawn(run(
+            cfg,
+            InferenceDeps {
+                bus: Arc::new(NoDlq(mem.clone())),
+                model: Arc::new(Const(0.9, vec!["p95_latency_ms".into()])),
+            },
+            shutdown.clone(),
+        ));
+        while mem.groups(METRICS_TOPIC) == 0 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        let future = vector_at(chrono::Utc::now() + chrono::Duration::days(365));
+        let fresh = vector_at(chrono::Utc::now());
+        for v in [&future, &fresh] {
+            mem.publish(Outgoing::new(METRICS_TOPIC, "orders", encode(v)))
+                .await
+                .unwrap();
+        }
+        let v: Vote = decode(&recv(&mut votes).await.payload).unwrap();
+        assert_eq!(v.metric_time, fresh.metric_time);
+        shutdown.cancel();
+        let r = task.await.unwrap().unwrap();
+        assert_eq!((r.votes, r.dead_letters, r.dead_letter_failures), (1, 1, 1));
+    }
+}
+
+#[cfg(test)]
 mod reload_tests {
     use super::*;
     use autoscaler_bus::{MemoryBus, Overflow};
