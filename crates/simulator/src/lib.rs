@@ -69,6 +69,7 @@
 #![deny(missing_docs)]
 
 mod cluster;
+mod fast;
 mod feed;
 mod labels;
 mod params;
@@ -76,6 +77,7 @@ mod trace;
 mod training;
 
 pub use cluster::SimulatedCluster;
+pub use fast::{report_noise, slot_within_sla, FastFeed, LoadProfile, FAST_SUBSTEP_SECS};
 pub use feed::{Poll, ReplayFeed, SUBSTEP_SECS, WINDOW_SECS};
 pub use labels::{label_violations, ERROR_VIOLATION_PCT};
 pub use params::ServiceParams;
