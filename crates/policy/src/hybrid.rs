@@ -4,8 +4,9 @@
 //!    it) recommends a count for the load expected when a new replica would be ready.
 //! 2. **Reactive emergency fallback** (the seed: "real-time metrics can trigger emergency
 //!    scaling"): when the measured p95 is over the SLA (or requests fail) and no predictive
-//!    recommendation asked for more than the current count, add half the replicas (at least
-//!    one).
+//!    recommendation asked for at least as much, add half the replicas (rounded up, at least
+//!    one): a service already over its SLA has a queue to drain that its request rate does not
+//!    show, so a predictive `+1` is not enough.
 //! 3. **The safest recommendation wins** ([`crate::compose`], as in Nomad's autoscaler): out
 //!    beats in, two outs → the larger.
 //!
@@ -26,6 +27,8 @@ pub const PARAMETERS: &[&str] = &[
     "headroom",
     "horizon_secs",
     "down_window_secs",
+    "extrapolate",
+    "period_secs",
 ];
 
 /// The composition for one service.
@@ -96,6 +99,12 @@ impl Policy for Hybrid {
         v
     }
 
+    fn period_secs(&self) -> f64 {
+        self.capacity
+            .as_ref()
+            .map_or(crate::DEFAULT_POLL_SECS, |c| c.period_secs())
+    }
+
     fn recommend(&mut self, obs: &Observation<'_>) -> Recommendation {
         let current = obs.replicas;
         let mut recs = Vec::with_capacity(3);
@@ -112,11 +121,12 @@ impl Policy for Hybrid {
         let f = obs.features;
         let over_sla = f.p95_latency_ms.is_some_and(|p| p > obs.sla_p95_ms)
             || f.error_rate_pct.is_some_and(|e| e > 0.0);
-        let predictive_asked_more = recs.iter().any(|r| r.replicas > current);
-        if over_sla && !predictive_asked_more {
+        let emergency = obs.bounds.clamp(current + current.div_ceil(2).max(1));
+        let predictive_asked_enough = recs.iter().any(|r| r.replicas >= emergency);
+        if over_sla && !predictive_asked_enough {
             recs.push(Recommendation::new(
-                obs.bounds.clamp(current + (current / 2).max(1)),
-                "emergency: p95 over the SLA and the predictive policy did not ask for more",
+                emergency,
+                "emergency: p95 over the SLA and the predictive policy did not ask for as much",
             ));
         }
         let mut best = compose(&recs)
