@@ -17,11 +17,19 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let trace = Trace::from_csv_path(Path::new(trace_path))?;
     let hours: f64 = args
         .get(1)
+        .filter(|h| !h.is_empty())
         .map_or(Ok(trace.duration_secs() / 3600.0), |h| h.parse())?;
     let policies = args.get(2).map_or("all", |s| s.as_str());
     let scale: f64 = args.get(3).map_or(Ok(10.0), |s| s.parse())?;
     let start: f64 = args.get(4).map_or(Ok(0.0), |s| s.parse())?;
-    let specs = parse_policy_list(policies, &DEFAULT_HPA_TARGETS)?;
+    let targets: Vec<f64> = match std::env::var("HPA_TARGETS") {
+        Ok(t) => t
+            .split(',')
+            .map(|x| x.trim().parse())
+            .collect::<Result<_, _>>()?,
+        Err(_) => DEFAULT_HPA_TARGETS.to_vec(),
+    };
+    let specs = parse_policy_list(policies, &targets)?;
     let needs_models = specs.iter().any(|s| {
         matches!(
             s.kind,
@@ -79,6 +87,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     if let Some(p) = args.get(6) {
         autoscaler_lab::plot::write_plot(&bt, Path::new(p))?;
+    }
+    if let Some(p) = args.get(7) {
+        autoscaler_lab::plot::write_pareto(&bt, Path::new(p))?;
     }
     Ok(())
 }

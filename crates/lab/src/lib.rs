@@ -36,6 +36,7 @@ use indicatif::ProgressBar;
 use serde::Serialize;
 
 pub mod calibration;
+pub mod demo;
 pub mod metrics;
 pub mod oracle;
 pub mod plot;

@@ -82,6 +82,25 @@ pub fn write_plot(bt: &Backtest, path: &Path) -> Result<(), PlotError> {
     Ok(())
 }
 
+/// Write only the Pareto chart of `bt` to `path` (`.svg`; what the README shows).
+pub fn write_pareto(bt: &Backtest, path: &Path) -> Result<(), PlotError> {
+    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
+    if !ext.eq_ignore_ascii_case("svg") {
+        return Err(PlotError::Format {
+            path: path.to_path_buf(),
+        });
+    }
+    let err = |e: String| PlotError::Draw {
+        path: path.to_path_buf(),
+        reason: e,
+    };
+    let root = SVGBackend::new(path, (WIDTH, PARETO_H)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| err(e.to_string()))?;
+    draw_pareto(bt, &root).map_err(err)?;
+    root.present().map_err(|e| err(e.to_string()))?;
+    Ok(())
+}
+
 type Area<'a> = DrawingArea<SVGBackend<'a>, plotters::coord::Shift>;
 
 fn draw_service(bt: &Backtest, i: usize, svc: &str, panels: &[Area<'_>]) -> Result<(), String> {

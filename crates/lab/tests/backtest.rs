@@ -326,3 +326,30 @@ fn after_a_10x_load_step_the_first_decision_is_within_1_of_the_oracle() {
         rec.reason
     );
 }
+
+#[test]
+fn the_plot_is_svg_with_one_series_per_policy() {
+    let trace = Trace::synthetic(SyntheticShape::Spiky, 1, 5);
+    let specs = all_but_models();
+    let bt = run(&config(trace, 3.0, 0, B, 2), &specs, &ctx(), None).unwrap();
+    let dir = std::env::temp_dir().join(format!("lab-plot-{}", std::process::id()));
+    let path = dir.join("out.svg");
+    autoscaler_lab::plot::write_plot(&bt, &path).unwrap();
+    let svg = std::fs::read_to_string(&path).unwrap();
+    assert!(svg.trim_start().starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
+    // Every <… opens and closes (a cheap well-formedness check).
+    assert_eq!(svg.matches('<').count(), svg.matches('>').count());
+    for p in &bt.policies {
+        let label = format!(">\n{}\n</text>", p.name);
+        assert!(
+            svg.matches(&label).count() >= 2,
+            "no legend entry for {} per service",
+            p.name
+        );
+    }
+    // Replicas per policy and service: one line each.
+    let lines = svg.matches("<polyline").count();
+    assert!(lines >= 2 * 2 * bt.policies.len(), "{lines} lines");
+    assert!(autoscaler_lab::plot::write_plot(&bt, &dir.join("out.png")).is_err());
+    let _ = std::fs::remove_dir_all(dir);
+}
