@@ -219,6 +219,23 @@ fn regressor_row(spec: &Spec, t: usize, exog: &[f64]) -> Vec<f64> {
     row
 }
 
+/// The regressors of `spec` over `h` without the constant: names and one row per point (the
+/// exogenous inputs, then the Fourier columns), as statsmodels gets them as `exog`.
+pub fn design(h: &History, spec: &Spec) -> (Vec<String>, Vec<Vec<f64>>) {
+    let no_const = Spec {
+        order: Order { d: 1, ..spec.order },
+        ..*spec
+    };
+    let names = regressor_names(&no_const, h);
+    let rows = (0..h.len())
+        .map(|i| {
+            let ex: Vec<f64> = h.exog.iter().map(|e| e.values[i]).collect();
+            regressor_row(&no_const, h.start + i, &ex)
+        })
+        .collect();
+    (names, rows)
+}
+
 fn regressor_names(spec: &Spec, h: &History) -> Vec<String> {
     let mut names = Vec::new();
     if spec.order.d == 0 {
