@@ -275,7 +275,7 @@ pub async fn publish_retrying(
                 return Ok(true);
             }
             Err(e) if e.is_retryable() => {
-                if failures % 10 == 0 {
+                if failures.is_multiple_of(10) {
                     tracing::warn!(topic = %msg.topic, failures, error = %e,
                         "publishing failed; waiting for the broker");
                 }
@@ -623,7 +623,9 @@ mod tests {
             topic: "t".into(),
             key: "k".into(),
             payload,
-            headers: (0..100).map(|i| (format!("h{i}"), "v".repeat(5000))).collect(),
+            headers: (0..100)
+                .map(|i| (format!("h{i}"), "v".repeat(5000)))
+                .collect(),
             partition: 0,
             offset: 7,
         }
@@ -646,7 +648,12 @@ mod tests {
         let reason = "é".repeat(10_000);
         let m = dead_letter_message(&delivery(vec![b'x'; MAX_DLQ_PAYLOAD + 10]), &reason);
         assert_eq!(m.payload.len(), MAX_DLQ_PAYLOAD);
-        let r = &m.headers.iter().find(|(k, _)| k == DLQ_REASON_HEADER).unwrap().1;
+        let r = &m
+            .headers
+            .iter()
+            .find(|(k, _)| k == DLQ_REASON_HEADER)
+            .unwrap()
+            .1;
         assert!(r.len() <= MAX_DLQ_REASON_LEN, "{}", r.len());
         assert!(m
             .headers
@@ -663,27 +670,37 @@ mod tests {
         let mut s = bus.subscribe("t", "g").await.unwrap();
         let stop = tokio_util::sync::CancellationToken::new();
         let started = tokio::time::Instant::now();
-        assert!(publish_retrying(&bus, Outgoing::new("t", "k", vec![9]), &stop)
-            .await
-            .unwrap());
+        assert!(
+            publish_retrying(&bus, Outgoing::new("t", "k", vec![9]), &stop)
+                .await
+                .unwrap()
+        );
         assert_eq!(recv(&mut s).await.payload, vec![9]);
         // 20 failures: 0.2 + 0.4 + … capped at 5 s, about a minute and a half of outage.
-        assert!(started.elapsed() > Duration::from_secs(60), "{:?}", started.elapsed());
+        assert!(
+            started.elapsed() > Duration::from_secs(60),
+            "{:?}",
+            started.elapsed()
+        );
         let bus = flaky(u32::MAX);
         let stop2 = stop.clone();
         tokio::spawn(async move {
             tokio::time::sleep(Duration::from_secs(30)).await;
             stop2.cancel();
         });
-        assert!(!publish_retrying(&bus, Outgoing::new("t", "k", vec![]), &stop)
-            .await
-            .unwrap());
+        assert!(
+            !publish_retrying(&bus, Outgoing::new("t", "k", vec![]), &stop)
+                .await
+                .unwrap()
+        );
         let fatal = MemoryBus::new(1, Overflow::Block);
         fatal.close();
         let fresh = tokio_util::sync::CancellationToken::new();
-        assert!(publish_retrying(&fatal, Outgoing::new("t", "k", vec![]), &fresh)
-            .await
-            .is_err());
+        assert!(
+            publish_retrying(&fatal, Outgoing::new("t", "k", vec![]), &fresh)
+                .await
+                .is_err()
+        );
     }
 
     #[test]

@@ -234,7 +234,12 @@ impl Actuator for DryRunActuator {
         expected: u32,
         target: u32,
     ) -> Result<(), ActuatorError> {
-        tracing::info!(service, from = expected, to = target, "dry-run: would set replicas");
+        tracing::info!(
+            service,
+            from = expected,
+            to = target,
+            "dry-run: would set replicas"
+        );
         Ok(())
     }
 
@@ -271,7 +276,11 @@ mod tests {
         sim.set_replicas("a", 5, 8).await.unwrap();
         assert!(matches!(
             sim.set_replicas("a", 5, 6).await,
-            Err(ActuatorError::Conflict { expected: 5, found: 8, .. })
+            Err(ActuatorError::Conflict {
+                expected: 5,
+                found: 8,
+                ..
+            })
         ));
         assert_eq!(sim.current("a").await.unwrap(), 8);
         sim.set_replicas("a", 5, 8).await.unwrap();

@@ -222,7 +222,11 @@ impl MemoryLeaseLog {
 
     /// Every claim so far.
     pub fn claims(&self) -> Vec<Claim> {
-        self.inner.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.inner
+            .0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 }
 

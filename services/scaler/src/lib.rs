@@ -31,8 +31,8 @@ use std::time::Duration;
 
 use autoscaler_bus::{dead_letter_retrying, publish_retrying, Bus, BusError, Outgoing};
 use autoscaler_contract::{
-    decode, encode, ClockMode, ContractError, Decision, SkewCheck, Verdict, Vote,
-    VoteSummary, DECISIONS_TOPIC, DEFAULT_MAX_SKEW_SECS, SCHEMA_VERSION, VOTES_TOPIC,
+    decode, encode, ClockMode, ContractError, Decision, SkewCheck, Verdict, Vote, VoteSummary,
+    DECISIONS_TOPIC, DEFAULT_MAX_SKEW_SECS, SCHEMA_VERSION, VOTES_TOPIC,
 };
 use autoscaler_voting::{
     safe_one_fewer, tally, BallotBox, ModelBallot, Offer, Ready, VotingConfig,
@@ -593,8 +593,13 @@ impl Scaler {
                         Err(ActuatorError::Conflict { found, .. }) => {
                             envelope::record_failure(&before, state);
                             self.report.conflicts += 1;
-                            tracing::warn!(service, expected = from, found, to,
-                                "replicas changed since they were read; not acting");
+                            tracing::warn!(
+                                service,
+                                expected = from,
+                                found,
+                                to,
+                                "replicas changed since they were read; not acting"
+                            );
                             adjustments.push(format!(
                                 "refused: replicas changed from {from} to {found} since they were read; the next vector decides again"
                             ));

@@ -528,7 +528,10 @@ mod hardening {
         }
         let d = s.next(Duration::from_secs(5)).await.expect("decision");
         assert!(!d.acted);
-        assert_eq!(d.adjustments, vec!["held: the votes disagree on replicas (2, 5)"]);
+        assert_eq!(
+            d.adjustments,
+            vec!["held: the votes disagree on replicas (2, 5)"]
+        );
         // All safe at one fewer, judged at 3 replicas; the service runs 2: no scale-down.
         for m in ModelKind::ALL {
             let mut v = vote_at("orders", 3, now, m, false);
@@ -621,12 +624,18 @@ mod hardening {
             None,
         )
         .await;
-        let huge = format!(r#"{{"schema_version":1,"model":"{}"}}"#, "m".repeat(900_000));
+        let huge = format!(
+            r#"{{"schema_version":1,"model":"{}"}}"#,
+            "m".repeat(900_000)
+        );
         mem.publish(Outgoing::new(VOTES_TOPIC, "orders", huge.into_bytes()))
             .await
             .unwrap();
         s.send_all("orders", 1, Utc::now(), true).await;
-        let d = s.next(Duration::from_secs(60)).await.expect("still deciding");
+        let d = s
+            .next(Duration::from_secs(60))
+            .await
+            .expect("still deciding");
         assert!(d.acted);
         let r = s.stop().await;
         assert_eq!((r.dead_letters, r.dead_letter_failures), (1, 1));
@@ -644,8 +653,11 @@ mod hardening {
             store.record(&d, &ServiceState::default()).unwrap();
             // Corrupt its outbox copy, as a decision over any size limit would fail every time.
             let conn = rusqlite::Connection::open(&db).unwrap();
-            conn.execute("UPDATE outbox SET decision_json = '{\"schema_version\":1'", [])
-                .unwrap();
+            conn.execute(
+                "UPDATE outbox SET decision_json = '{\"schema_version\":1'",
+                [],
+            )
+            .unwrap();
         }
         for start in 1..=OUTBOX_RETRY_BUDGET {
             let mem = MemoryBus::new(64, Overflow::Block);
@@ -665,7 +677,10 @@ mod hardening {
         }
         let store = Store::open(&db).unwrap();
         assert!(store.outbox().unwrap().is_empty());
-        assert_eq!(store.quarantined().unwrap(), vec![VectorId("orders@1@0".into())]);
+        assert_eq!(
+            store.quarantined().unwrap(),
+            vec![VectorId("orders@1@0".into())]
+        );
     }
 
     /// Critical 1: a state saved with a cooldown a year ahead (by a build without the two-sided
@@ -759,10 +774,18 @@ mod hardening {
             ..LeaseConfig::new(name)
         };
         let (a, task_a) = LogLease::start(cfg("a"), Box::new(log.handle()), stop_a.clone());
-        assert!(a.wait_held(Duration::from_secs(3)).await, "first holder elected");
+        assert!(
+            a.wait_held(Duration::from_secs(3)).await,
+            "first holder elected"
+        );
         let (b, _task_b) = LogLease::start(cfg("b"), Box::new(log.handle()), stop_b.clone());
         tokio::time::sleep(ttl * 2).await;
-        assert!(a.is_held() && !b.is_held(), "{} / {}", a.describe(), b.describe());
+        assert!(
+            a.is_held() && !b.is_held(),
+            "{} / {}",
+            a.describe(),
+            b.describe()
+        );
         assert_eq!(a.confirm().await.unwrap(), Some(1));
         assert_eq!(b.confirm().await.unwrap(), None);
 
@@ -771,16 +794,31 @@ mod hardening {
         let mem = MemoryBus::new(64, Overflow::Block);
         let cfg_s = ScalerConfig::new(VotingConfig::new(Strategy::Majority));
         let b_lease: Arc<dyn Lease> = b.clone();
-        let mut s = start_with(cfg_s, Arc::new(mem.clone()), mem, Arc::new(sim.clone()), Some(b_lease)).await;
+        let mut s = start_with(
+            cfg_s,
+            Arc::new(mem.clone()),
+            mem,
+            Arc::new(sim.clone()),
+            Some(b_lease),
+        )
+        .await;
         s.send_all("orders", 1, Utc::now(), true).await;
         let d = s.next(Duration::from_secs(5)).await.expect("decision");
         assert!(!d.acted);
-        assert!(d.adjustments[0].starts_with("held: standby"), "{:?}", d.adjustments);
+        assert!(
+            d.adjustments[0].starts_with("held: standby"),
+            "{:?}",
+            d.adjustments
+        );
 
         // The holder dies without releasing.
         task_a.abort();
         let died = tokio::time::Instant::now();
-        assert!(b.wait_held(ttl * 2).await, "standby took over: {}", b.describe());
+        assert!(
+            b.wait_held(ttl * 2).await,
+            "standby took over: {}",
+            b.describe()
+        );
         assert!(died.elapsed() <= ttl * 2);
         assert_eq!(b.confirm().await.unwrap(), Some(2), "the next epoch");
         s.send_all("orders", 2, Utc::now(), true).await;
@@ -807,14 +845,24 @@ mod hardening {
         };
         let mut s = LeaseState::default();
         assert!(s.apply(&c("a", ClaimKind::Acquire, 1, 0)));
-        assert!(!s.apply(&c("b", ClaimKind::Acquire, 1, 10)), "lost the race");
-        assert!(!s.apply(&c("b", ClaimKind::Acquire, 2, 500)), "not expired yet");
+        assert!(
+            !s.apply(&c("b", ClaimKind::Acquire, 1, 10)),
+            "lost the race"
+        );
+        assert!(
+            !s.apply(&c("b", ClaimKind::Acquire, 2, 500)),
+            "not expired yet"
+        );
         s.apply(&c("a", ClaimKind::Renew, 1, 900));
         assert_eq!(s.expires_ms, 1900);
         assert!(!s.apply(&c("b", ClaimKind::Acquire, 2, 1800)));
         assert!(s.apply(&c("b", ClaimKind::Acquire, 2, 1900)), "expired");
         s.apply(&c("a", ClaimKind::Renew, 1, 1950));
-        assert_eq!((s.holder.as_deref(), s.epoch), (Some("b"), 2), "a's late renewal is void");
+        assert_eq!(
+            (s.holder.as_deref(), s.epoch),
+            (Some("b"), 2),
+            "a's late renewal is void"
+        );
         assert!(s.apply(&c("b", ClaimKind::Release, 2, 2000)));
         assert!(s.apply(&c("a", ClaimKind::Acquire, 3, 2001)));
         assert!(s.held_by("a", 2500, 0) && !s.held_by("a", 3001, 0));
