@@ -176,6 +176,9 @@ fn check_opt_len(field: &'static str, s: &Option<String>, max: usize) -> Result<
     s.as_deref().map_or(Ok(()), |s| check_len(field, s, max))
 }
 
+/// The clock services check metric times against unless told otherwise: the wall clock.
+pub const DEFAULT_CLOCK: ClockMode = ClockMode::Wall;
+
 /// Whether a clock check runs against the wall clock or against the log's own time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
