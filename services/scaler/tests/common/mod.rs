@@ -20,9 +20,10 @@ pub fn t0() -> DateTime<Utc> {
 /// The three models' votes on vector `id` of `service` at `at_secs`: all "up", or all
 /// "no action" and safe at one replica fewer.
 pub fn votes(id: &str, service: &str, at_secs: i64, up: bool) -> Vec<Vote> {
-    fixtures::votes(id, |v| {
+    let t = fixtures::at(at_secs);
+    fixtures::votes(&format!("{id}@{}", t.timestamp_millis()), |v| {
         v.service(service)
-            .at(fixtures::at(at_secs))
+            .at(t)
             .ballot(up)
             .one_fewer((!up).then_some(0.05))
     })
@@ -43,6 +44,9 @@ pub async fn start(actuator: Arc<dyn Actuator>, state_db: Option<std::path::Path
     let mut cfg = ScalerConfig::new(VotingConfig::new(Strategy::Majority));
     cfg.decision_window = Duration::from_secs(1);
     cfg.state_db = state_db;
+    // The fixtures' metric times are fixed (2024) and minutes apart: the log's own clock.
+    cfg.clock = autoscaler_contract::ClockMode::Replay;
+    cfg.max_skew_secs = 86_400;
     let shutdown = CancellationToken::new();
     let deps = ScalerDeps {
         bus: Arc::new(bus.clone()),
