@@ -16,6 +16,11 @@ pub fn t0() -> DateTime<Utc> {
     DateTime::from_timestamp(1_720_000_000, 0).expect("valid constant")
 }
 
+/// The id of `service`'s poll `poll` at [`t0`] (what [`vector`] gives its vector).
+pub fn vector_id(service: &str, poll: u64) -> String {
+    VectorId::new(service, poll, t0()).0
+}
+
 /// [`t0`] plus `secs` seconds.
 pub fn at(secs: i64) -> DateTime<Utc> {
     t0() + chrono::Duration::seconds(secs)
@@ -93,7 +98,8 @@ impl VectorBuilder {
 #[derive(Debug, Clone)]
 pub struct VoteBuilder(Vote);
 
-/// `model`'s vote on the vector with id `id`.
+/// `model`'s vote on the vector with id `id`, taken as given: a vote that must pass
+/// [`Vote::validate`] needs an id naming its service ([`VectorId::new`], or [`vector_id`]).
 pub fn vote(id: &str, model: ModelKind) -> VoteBuilder {
     let t = t0();
     VoteBuilder(Vote {
@@ -291,10 +297,12 @@ mod tests {
         assert_eq!(v.vector_id, VectorId::new("orders", 1, t0()));
         let later = vector("orders", 2).at(at(30)).build();
         assert_eq!(later.vector_id, VectorId::new("orders", 2, at(30)));
-        let up = vote("v1", ModelKind::Xgboost).up().build();
+        let id = vector_id("orders", 1);
+        assert_eq!(id, v.vector_id.0);
+        let up = vote(&id, ModelKind::Xgboost).up().build();
         assert_eq!((up.prediction, up.probability), (Some(1), Some(0.9)));
         assert!(up.validate().is_ok());
-        let abstain = vote("v1", ModelKind::RandomForest).abstain("stale").build();
+        let abstain = vote(&id, ModelKind::RandomForest).abstain("stale").build();
         assert!(abstain.validate().is_ok());
         assert_eq!(votes("v1", |b| b.up()).len(), 3);
         let d = DecisionBuilder::of(&later).build();

@@ -1054,11 +1054,14 @@ mod tests {
 
     #[test]
     fn vote_ballot_and_validation() {
-        let mut vote = fixtures::vote("orders-1", ModelKind::Xgboost)
-            .up()
-            .replicas(2)
-            .version("x")
-            .build();
+        let mut vote = fixtures::vote(
+            &VectorId::new("orders", 1, fixtures::t0()).0,
+            ModelKind::Xgboost,
+        )
+        .up()
+        .replicas(2)
+        .version("x")
+        .build();
         assert_eq!(vote.ballot(), Ballot::Up);
         assert!(vote.validate().is_ok());
         vote.probability = Some(1.5);
