@@ -354,7 +354,8 @@ mod hardening {
     use crate::lease::{LeaseConfig, LogLease, MemoryLeaseLog};
     use async_trait::async_trait;
     use autoscaler_bus::Delivery;
-    use chrono::Utc;
+    use autoscaler_contract::{ModelKind, Strategy, VectorId};
+    use chrono::{DateTime, Utc};
 
     /// A vote of `model` on `service`'s vector at `t`, with the id the aggregator would give.
     fn vote_at(service: &str, poll: u64, t: DateTime<Utc>, model: ModelKind, up: bool) -> Vote {
