@@ -454,6 +454,192 @@ pub struct PythonResult {
     pub call: String,
 }
 
+/// What can stop a benchmark run.
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    /// Loading, training or predicting failed.
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    /// A helper program (Python, valgrind) could not be run or failed.
+    #[error("{program} failed: {detail}")]
+    Program {
+        /// Which program.
+        program: String,
+        /// Its exit status and the end of its stderr.
+        detail: String,
+    },
+}
+
+/// How to run the Python side and callgrind.
+pub struct RunOptions<'a> {
+    /// The venv's python (`scripts/bench-models-venv.sh`); `None` skips Python.
+    pub python: Option<PathBuf>,
+    /// `scripts/bench_models.py`.
+    pub python_script: PathBuf,
+    /// The command that runs one case in a child process for callgrind (it must call
+    /// [`callgrind_case`] with the same model, engine and batch); `None` skips callgrind.
+    #[allow(clippy::type_complexity)]
+    pub callgrind: Option<&'a dyn Fn(&BenchModel, Engine, usize) -> std::process::Command>,
+}
+
+/// Run every case: Rust engines timed here, Python through the script, callgrind counts through
+/// child processes. `progress` gets a line per step.
+pub fn run(
+    cfg: &BenchConfig,
+    opts: &RunOptions<'_>,
+    progress: &mut dyn FnMut(&str),
+) -> Result<Vec<Measurement>, BenchError> {
+    let models = models(cfg, progress)?;
+    let rows = bench_rows(cfg.rows, SEED);
+    let flat: Vec<f64> = rows.iter().flatten().copied().collect();
+    let mut results = Vec::new();
+    for bm in &models {
+        let model = load(bm.kind, &bm.dir)?;
+        for engine in rust_engines(bm.kind) {
+            for batch in [1, BATCH] {
+                progress(&format!(
+                    "{} {} trees, {}, batch {batch}",
+                    bm.kind,
+                    bm.trees,
+                    engine.as_str()
+                ));
+                let us = time_case(
+                    model.as_ref(),
+                    *engine,
+                    &rows,
+                    &flat,
+                    batch,
+                    cfg.seconds_per_case,
+                )?;
+                let instructions = match opts.callgrind {
+                    Some(cmd) => Some(callgrind(cfg, cmd(bm, *engine, batch), bm, *engine, batch)?),
+                    None => None,
+                };
+                results.push(Measurement {
+                    model: bm.kind,
+                    trees: bm.trees,
+                    engine: *engine,
+                    batch,
+                    us_per_row: us,
+                    instructions_per_row: instructions,
+                });
+            }
+        }
+    }
+    if let Some(python) = &opts.python {
+        progress("Python: checking the converted models predict the same, then timing");
+        let manifest = write_python_inputs(cfg, &models, &rows)?;
+        let out = cfg.cache_dir.join("python").join("results.json");
+        let status = std::process::Command::new(python)
+            .arg(&opts.python_script)
+            .arg(&manifest)
+            .arg(&out)
+            .status()
+            .map_err(|e| BenchError::Program {
+                program: python.display().to_string(),
+                detail: e.to_string(),
+            })?;
+        if !status.success() {
+            return Err(BenchError::Program {
+                program: opts.python_script.display().to_string(),
+                detail: status.to_string(),
+            });
+        }
+        let bytes = std::fs::read(&out).map_err(|source| ModelError::Io {
+            path: out.clone(),
+            source,
+        })?;
+        let py: Vec<PythonResult> =
+            serde_json::from_slice(&bytes).map_err(|source| ModelError::Json {
+                path: out.clone(),
+                source,
+            })?;
+        for p in py {
+            results.push(Measurement {
+                model: p.kind,
+                trees: p.trees,
+                engine: Engine::Python,
+                batch: p.batch,
+                us_per_row: p.us_per_row,
+                instructions_per_row: None,
+            });
+        }
+    }
+    Ok(results)
+}
+
+/// Instructions per row of one case, from `valgrind --tool=callgrind` on `child` collecting
+/// inside [`measured_loop`] only.
+fn callgrind(
+    cfg: &BenchConfig,
+    child: std::process::Command,
+    bm: &BenchModel,
+    engine: Engine,
+    batch: usize,
+) -> Result<f64, BenchError> {
+    let dir = cfg.cache_dir.join("callgrind");
+    std::fs::create_dir_all(&dir).map_err(|source| ModelError::Io {
+        path: dir.clone(),
+        source,
+    })?;
+    let out = dir.join(format!(
+        "{}-{}-{}-{batch}.out",
+        bm.kind,
+        bm.trees,
+        engine.as_str()
+    ));
+    let mut cmd = std::process::Command::new("valgrind");
+    cmd.arg("--tool=callgrind")
+        .arg("--toggle-collect=*measured_loop*")
+        .arg(format!("--callgrind-out-file={}", out.display()))
+        .arg(child.get_program())
+        .args(child.get_args())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    let fail = |detail: String| BenchError::Program {
+        program: "valgrind".into(),
+        detail,
+    };
+    let output = cmd.output().map_err(|e| fail(e.to_string()))?;
+    if !output.status.success() {
+        let err = String::from_utf8_lossy(&output.stderr);
+        let tail: String = err.lines().rev().take(5).collect::<Vec<_>>().join(" | ");
+        return Err(fail(format!("{}: {tail}", output.status)));
+    }
+    let total =
+        callgrind_total(&out).ok_or_else(|| fail(format!("no totals in {}", out.display())))?;
+    Ok(total as f64 / callgrind_rows(batch) as f64)
+}
+
+/// Rows predicted by one callgrind case.
+pub fn callgrind_rows(batch: usize) -> usize {
+    CALLGRIND_ROWS.max(batch)
+}
+
+/// The child side of the callgrind run: load the model, make the rows, predict
+/// [`callgrind_rows`] rows through [`measured_loop`].
+pub fn callgrind_case(
+    models_dir: &Path,
+    kind: ModelKind,
+    engine: Engine,
+    batch: usize,
+    rows: usize,
+) -> Result<f64, ModelError> {
+    let model = load(kind, models_dir)?;
+    let rows = bench_rows(rows.max(batch), SEED);
+    let flat: Vec<f64> = rows.iter().flatten().copied().collect();
+    let mut out = vec![0.0; batch];
+    measured_loop(
+        model.as_ref(),
+        engine,
+        &rows,
+        &flat,
+        batch,
+        callgrind_rows(batch) / batch,
+        &mut out,
+    )
+}
+
 /// The total of a callgrind output file (`totals:` or `summary:` line).
 pub fn callgrind_total(path: &Path) -> Option<u64> {
     let text = std::fs::read_to_string(path).ok()?;

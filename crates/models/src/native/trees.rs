@@ -1,12 +1,19 @@
 //! Flat tree ensembles, walked in lock-step.
 //!
-//! Every tree of an ensemble lives in one `Vec<Node>`; a node holds its split feature, its
-//! threshold and the indices of its two children. A **leaf's two children are itself**, so a walk
-//! of `depth` steps from the root ends on the leaf whatever the row, and [`LANES`] trees can be
-//! walked side by side without a branch per node: the walks are independent, so the CPU
-//! overlaps their memory loads instead of waiting for one chain of loads at a time. Trees are
-//! grouped by [`LANES`] in file order, and leaf values are added in file order (XGBoost adds its
-//! trees' outputs in that order in `f32`; the same order gives the same sum).
+//! Every tree of an ensemble lives in one `Vec<Node>`, numbered breadth-first so that a split's
+//! two children are neighbours (`right = left + 1`): a node is its threshold, its feature, its
+//! missing-value side and the index of its left child (12 bytes for XGBoost's `f32` thresholds).
+//! A **leaf's left child is itself**, and a leaf sends every value left (its threshold is +∞ and
+//! its missing side is left), so a walk of `depth` steps from the root ends on the leaf whatever
+//! the row. That lets [`LANES`] trees be walked side by side with no branch per node: the walks
+//! are independent, so the CPU overlaps their loads instead of waiting on one chain of loads at
+//! a time. Trees are grouped by [`LANES`] in file order and leaf values are added in file order
+//! (XGBoost adds its trees' outputs in that order in `f32`; the same order gives the same sum).
+//!
+//! The row is first copied into a fixed [`ROW`]-wide buffer in the comparison's type (`f32` for
+//! XGBoost), so a feature index is masked rather than bounds-checked; models with more features
+//! than [`ROW`] take the one-tree-at-a-time walk instead. Rows without a NaN take a kernel that
+//! skips the missing-value test.
 //!
 //! Index 0 of the node array is a padding leaf (value 0, never added) for the empty lanes of the
 //! last group.
@@ -15,66 +22,84 @@ use std::fmt;
 
 /// Trees walked side by side.
 pub const LANES: usize = 8;
+/// Width of the row buffer (a power of two): models with more features take the plain walk.
+pub const ROW: usize = 64;
 
-/// Bit of [`Node::feature`] set when a missing value (NaN) goes to the left child.
-pub(crate) const DEFAULT_LEFT: u32 = 1 << 31;
-const FEATURE_MASK: u32 = !DEFAULT_LEFT;
-
-/// One node: a split (`children[0]` = left, `children[1]` = right) or a leaf (both children
-/// are the node itself).
+/// One node. For a leaf, `left` is the node itself, `threshold` is +∞ and `default_left` is 1.
 #[derive(Clone, Copy, Debug, PartialEq)]
 #[repr(C)]
 pub(crate) struct Node<T> {
-    /// Feature index in the model's row, with [`DEFAULT_LEFT`] or'ed in.
-    pub(crate) feature: u32,
-    /// Split threshold (anything for a leaf).
+    /// Split threshold.
     pub(crate) threshold: T,
-    /// Left, right.
-    pub(crate) children: [u32; 2],
+    /// Feature index in the model's row.
+    pub(crate) feature: u16,
+    /// 1 when a missing value (NaN) goes left.
+    pub(crate) default_left: u16,
+    /// Left child; the right child is `left + 1`.
+    pub(crate) left: u32,
 }
 
-/// How a node sends a value left; one implementation per model family, so the hot loop is
-/// compiled once for each with its comparison inlined.
+/// How a node compares; one implementation per model family, so the hot loop is compiled once
+/// for each with its comparison inlined.
 pub(crate) trait Split: 'static {
-    /// Threshold type (XGBoost compares in `f32`, smartcore in `f64`).
-    type T: Copy + fmt::Debug + Send + Sync + PartialEq + 'static;
-    /// Whether `x` goes to the left child of `node`.
-    fn go_left(x: f64, node: &Node<Self::T>) -> bool;
+    /// Threshold and row-buffer type (XGBoost compares in `f32`, smartcore in `f64`).
+    type T: Copy + fmt::Debug + Send + Sync + PartialEq + Default + 'static;
+    /// A row value as the comparison sees it.
+    fn load(x: f64) -> Self::T;
+    /// Whether a non-missing `x` goes left of `threshold`.
+    fn left(x: Self::T, threshold: Self::T) -> bool;
+    /// Whether `x` is missing.
+    fn missing(x: Self::T) -> bool;
 }
 
 /// XGBoost: the row is `f32` (as its `DMatrix` stores it); `x < threshold` goes left, a
-/// missing value (NaN) goes to the node's default side.
+/// missing value (NaN) goes to the node's default side. A finite value beyond `f32`'s range
+/// (which XGBoost itself refuses as `inf`) is held at ±`f32::MAX`, so it never reads as +∞.
 #[derive(Debug)]
 pub(crate) struct XgbSplit;
 
 impl Split for XgbSplit {
     type T = f32;
     #[inline(always)]
-    fn go_left(x: f64, node: &Node<f32>) -> bool {
-        let x = x as f32;
-        // `|` and `&`, not `||`/`&&`: no branch.
-        (x < node.threshold) | ((node.feature & DEFAULT_LEFT != 0) & x.is_nan())
+    fn load(x: f64) -> f32 {
+        (x as f32).clamp(f32::MIN, f32::MAX)
+    }
+    #[inline(always)]
+    fn left(x: f32, threshold: f32) -> bool {
+        x < threshold
+    }
+    #[inline(always)]
+    fn missing(x: f32) -> bool {
+        x.is_nan()
     }
 }
 
 /// smartcore's decision tree: `x <= threshold` goes to the "true" (left) child, in `f64`; a NaN
 /// (or a split without a value, stored as a NaN threshold) goes right, as smartcore's own
-/// comparison does.
+/// comparison does (its splits have missing side "right").
 #[derive(Debug)]
 pub(crate) struct SmartcoreSplit;
 
 impl Split for SmartcoreSplit {
     type T = f64;
     #[inline(always)]
-    fn go_left(x: f64, node: &Node<f64>) -> bool {
-        x <= node.threshold
+    fn load(x: f64) -> f64 {
+        x
+    }
+    #[inline(always)]
+    fn left(x: f64, threshold: f64) -> bool {
+        x <= threshold
+    }
+    #[inline(always)]
+    fn missing(x: f64) -> bool {
+        x.is_nan()
     }
 }
 
 /// A tree as read from a model file, before flattening: nodes indexed from 0 (the root).
 #[derive(Debug, Clone)]
 pub(crate) struct RawTree<T> {
-    /// Per node: `None` for a leaf, else (feature, threshold, default_left, left, right).
+    /// Per node: `None` for a leaf, else the split.
     pub(crate) splits: Vec<Option<RawSplit<T>>>,
     /// Per node: the leaf value (ignored for splits).
     pub(crate) values: Vec<f32>,
@@ -140,10 +165,61 @@ impl<S: Split> fmt::Debug for Ensemble<S> {
     }
 }
 
+/// Checks that a tree is a tree (every node reached once from the root, indices in range) and
+/// returns its nodes in breadth-first order (original indices) with each node's depth.
+fn breadth_first<T>(
+    t: usize,
+    tree: &RawTree<T>,
+    n_features: usize,
+) -> Result<Vec<(usize, usize)>, String> {
+    let n = tree.splits.len();
+    if n == 0 {
+        return Err(format!("tree {t} has no nodes"));
+    }
+    if tree.values.len() != n {
+        return Err(format!(
+            "tree {t} has {n} nodes but {} values",
+            tree.values.len()
+        ));
+    }
+    let mut seen = vec![false; n];
+    seen[0] = true;
+    let mut order = vec![(0usize, 0usize)];
+    let mut k = 0;
+    while k < order.len() {
+        let (i, d) = order[k];
+        k += 1;
+        if let Some(s) = &tree.splits[i] {
+            if s.feature >= n_features {
+                return Err(format!(
+                    "tree {t} node {i} splits on feature {} but the model has {n_features}",
+                    s.feature
+                ));
+            }
+            for c in [s.left, s.right] {
+                if c >= n || seen[c] {
+                    return Err(format!(
+                        "tree {t} node {i} has child {c}, which is out of range or reached twice"
+                    ));
+                }
+                seen[c] = true;
+                order.push((c, d + 1));
+            }
+        }
+    }
+    if order.len() != n {
+        return Err(format!(
+            "tree {t}: {} of its {n} nodes are not reachable from the root",
+            n - order.len()
+        ));
+    }
+    Ok(order)
+}
+
 impl<S: Split> Ensemble<S> {
     /// Flatten `trees`, checking every child index and feature index and that each tree is a
-    /// tree (every node reached once from the root). `leaf_threshold` fills a leaf's threshold.
-    /// The error is a sentence naming the tree and node.
+    /// tree. `leaf_threshold` must send every value left (+∞). The error is a sentence naming
+    /// the tree and node.
     pub(crate) fn build(
         trees: &[RawTree<S::T>],
         n_features: usize,
@@ -152,90 +228,55 @@ impl<S: Split> Ensemble<S> {
         if trees.is_empty() {
             return Err("no trees".into());
         }
-        if n_features == 0 || n_features > FEATURE_MASK as usize {
+        if n_features == 0 || n_features > usize::from(u16::MAX) {
             return Err(format!("{n_features} features"));
         }
         let total: usize = trees.iter().map(|t| t.splits.len()).sum();
         if total >= u32::MAX as usize {
             return Err(format!("{total} nodes"));
         }
+        let leaf = |me: usize| Node {
+            threshold: leaf_threshold,
+            feature: 0,
+            default_left: 1,
+            left: me as u32,
+        };
         let mut nodes = Vec::with_capacity(total + 1);
         let mut values = Vec::with_capacity(total + 1);
-        nodes.push(Node {
-            feature: 0,
-            threshold: leaf_threshold,
-            children: [0, 0],
-        });
+        nodes.push(leaf(0));
         values.push(0.0);
         let mut roots = Vec::with_capacity(trees.len());
         let mut depths = Vec::with_capacity(trees.len());
         for (t, tree) in trees.iter().enumerate() {
-            let n = tree.splits.len();
-            if n == 0 {
-                return Err(format!("tree {t} has no nodes"));
-            }
-            if tree.values.len() != n {
-                return Err(format!(
-                    "tree {t} has {n} nodes but {} values",
-                    tree.values.len()
-                ));
-            }
+            let order = breadth_first(t, tree, n_features)?;
             let offset = nodes.len();
-            // Depth of every node, found from the root; a node reached twice (or never) means
-            // the arrays do not describe a tree.
-            let mut depth = vec![usize::MAX; n];
-            depth[0] = 0;
-            let mut stack = vec![0usize];
-            let mut seen = 0usize;
-            let mut deepest = 0usize;
-            while let Some(i) = stack.pop() {
-                seen += 1;
-                match &tree.splits[i] {
-                    None => deepest = deepest.max(depth[i]),
+            // Breadth-first position of each original node: children of one split are
+            // consecutive in that order, so `right = left + 1`.
+            let mut pos = vec![0usize; order.len()];
+            for (p, (i, _)) in order.iter().enumerate() {
+                pos[*i] = p;
+            }
+            for (p, (i, _)) in order.iter().enumerate() {
+                let me = offset + p;
+                match &tree.splits[*i] {
+                    None => {
+                        nodes.push(leaf(me));
+                        values.push(tree.values[*i]);
+                    }
                     Some(s) => {
-                        if s.feature >= n_features {
-                            return Err(format!(
-                                "tree {t} node {i} splits on feature {} but the model has {n_features}",
-                                s.feature
-                            ));
-                        }
-                        for c in [s.left, s.right] {
-                            if c >= n || depth[c] != usize::MAX || c == 0 {
-                                return Err(format!(
-                                    "tree {t} node {i} has child {c}, which is out of range or \
-                                     reached twice"
-                                ));
-                            }
-                            depth[c] = depth[i] + 1;
-                            stack.push(c);
-                        }
+                        debug_assert_eq!(pos[s.right], pos[s.left] + 1);
+                        nodes.push(Node {
+                            threshold: s.threshold,
+                            feature: s.feature as u16,
+                            default_left: u16::from(s.default_left),
+                            left: (offset + pos[s.left]) as u32,
+                        });
+                        values.push(0.0);
                     }
                 }
             }
-            if seen != n {
-                return Err(format!(
-                    "tree {t}: {} of its {n} nodes are not reachable from the root",
-                    n - seen
-                ));
-            }
-            for (i, (split, value)) in tree.splits.iter().zip(&tree.values).enumerate() {
-                let me = (offset + i) as u32;
-                nodes.push(match split {
-                    None => Node {
-                        feature: 0,
-                        threshold: leaf_threshold,
-                        children: [me, me],
-                    },
-                    Some(s) => Node {
-                        feature: s.feature as u32 | if s.default_left { DEFAULT_LEFT } else { 0 },
-                        threshold: s.threshold,
-                        children: [(offset + s.left) as u32, (offset + s.right) as u32],
-                    },
-                });
-                values.push(if split.is_none() { *value } else { 0.0 });
-            }
             roots.push(offset as u32);
-            depths.push(deepest);
+            depths.push(order.iter().map(|(_, d)| *d).max().unwrap_or(0));
         }
         let groups = (0..trees.len())
             .step_by(LANES)
@@ -310,17 +351,13 @@ impl<S: Split> Ensemble<S> {
                 };
                 for i in root..end {
                     let n = &self.nodes[i];
-                    let leaf = n.children[0] as usize == i;
-                    let child = |c: u32| if leaf { -1 } else { c as i64 - root as i64 };
-                    t.left.push(child(n.children[0]));
-                    t.right.push(child(n.children[1]));
-                    t.feature.push(if leaf {
-                        -1
-                    } else {
-                        i64::from(n.feature & FEATURE_MASK)
-                    });
+                    let leaf = n.left as usize == i;
+                    let l = n.left as i64 - root as i64;
+                    t.left.push(if leaf { -1 } else { l });
+                    t.right.push(if leaf { -1 } else { l + 1 });
+                    t.feature.push(if leaf { -1 } else { i64::from(n.feature) });
                     t.threshold.push(n.threshold);
-                    t.default_left.push(n.feature & DEFAULT_LEFT != 0);
+                    t.default_left.push(n.default_left != 0);
                     t.value.push(self.values[i]);
                 }
                 t
@@ -332,6 +369,25 @@ impl<S: Split> Ensemble<S> {
     /// [`Self::n_features`] values (checked by the callers; a shorter row panics on the index).
     #[inline]
     pub(crate) fn sum(&self, row: &[f64], start: f32) -> f32 {
+        if self.n_features > ROW {
+            return self.sum_plain(row, start);
+        }
+        let row = &row[..self.n_features];
+        let mut x = [S::T::default(); ROW];
+        let mut missing = false;
+        for (b, v) in x.iter_mut().zip(row) {
+            *b = S::load(*v);
+            missing |= S::missing(*b);
+        }
+        if missing {
+            self.sum_lock_step::<true>(&x, start)
+        } else {
+            self.sum_lock_step::<false>(&x, start)
+        }
+    }
+
+    #[inline]
+    fn sum_lock_step<const MISSING: bool>(&self, x: &[S::T; ROW], start: f32) -> f32 {
         let mut acc = start;
         let nodes = self.nodes.as_slice();
         for g in &self.groups {
@@ -340,8 +396,11 @@ impl<S: Split> Ensemble<S> {
             for _ in 0..g.depth {
                 for i in &mut idx {
                     let node = &nodes[*i as usize];
-                    let x = row[(node.feature & FEATURE_MASK) as usize];
-                    *i = node.children[usize::from(!S::go_left(x, node))];
+                    let v = x[usize::from(node.feature) & (ROW - 1)];
+                    // `|` and `&`, not `||`/`&&`: no branch.
+                    let left = S::left(v, node.threshold)
+                        | (MISSING & (node.default_left != 0) & S::missing(v));
+                    *i = node.left + u32::from(!left);
                 }
             }
             for i in &idx[..g.len] {
@@ -351,20 +410,24 @@ impl<S: Split> Ensemble<S> {
         acc
     }
 
-    /// The leaf each tree sends `row` to, walking one node at a time (the plain algorithm,
-    /// kept as a cross-check of [`Self::sum`] in tests).
-    #[cfg(test)]
+    /// The same sum walking one tree at a time, one node after another (for models with more
+    /// than [`ROW`] features, and a cross-check of the lock-step walk in tests).
     pub(crate) fn sum_plain(&self, row: &[f64], start: f32) -> f32 {
         let mut acc = start;
         for root in &self.roots {
             let mut i = *root as usize;
             loop {
                 let node = &self.nodes[i];
-                if node.children[0] as usize == i {
+                if node.left as usize == i {
                     break;
                 }
-                let x = row[(node.feature & FEATURE_MASK) as usize];
-                i = node.children[usize::from(!S::go_left(x, node))] as usize;
+                let v = S::load(row[usize::from(node.feature)]);
+                let left = if S::missing(v) {
+                    node.default_left != 0
+                } else {
+                    S::left(v, node.threshold)
+                };
+                i = node.left as usize + usize::from(!left);
             }
             acc += self.values[i];
         }
@@ -464,6 +527,12 @@ mod tests {
         let mut t = stump(0, 0.5, true);
         if let Some(s) = t.splits[0].as_mut() {
             s.right = 1;
+        }
+        let e = Ensemble::<XgbSplit>::build(&[t], 1, f32::INFINITY).unwrap_err();
+        assert!(e.contains("reached twice"), "{e}");
+        let mut t = stump(0, 0.5, true);
+        if let Some(s) = t.splits[0].as_mut() {
+            s.left = 0;
         }
         let e = Ensemble::<XgbSplit>::build(&[t], 1, f32::INFINITY).unwrap_err();
         assert!(e.contains("reached twice"), "{e}");
