@@ -102,6 +102,16 @@ pub trait Bus: Send + Sync {
     /// broker).
     async fn publish(&self, msg: Outgoing) -> Result<(), BusError>;
 
+    /// Publish one message without waiting for its acknowledgement: returns once the message is
+    /// queued (a full queue makes this wait: back-pressure, never a dropped message). Every
+    /// [`Subscription::ack`] made afterwards in this process stores its offset only once this
+    /// message — and every message queued before the ack — is acknowledged, so an input is
+    /// still marked done only after every output it caused is on the broker (at least once).
+    /// The default publishes and waits ([`Bus::publish`]).
+    async fn publish_pipelined(&self, msg: Outgoing) -> Result<(), BusError> {
+        self.publish(msg).await
+    }
+
     /// Join `group` on `topic`. Messages published after this call are delivered.
     async fn subscribe(&self, topic: &str, group: &str) -> Result<Box<dyn Subscription>, BusError>;
 
@@ -145,7 +155,7 @@ pub async fn dead_letter(bus: &dyn Bus, d: &Delivery, reason: &str) -> Result<()
         .with_header("x-dlq-source-partition", d.partition.to_string())
         .with_header("x-dlq-source-offset", d.offset.to_string());
     msg.headers.extend(d.headers.iter().cloned());
-    bus.publish(msg).await
+    bus.publish_pipelined(msg).await
 }
 
 /// What the in-process bus does when a member's queue is full.

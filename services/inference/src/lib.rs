@@ -242,7 +242,7 @@ pub async fn run_with_reload(
                     tracing::info!(vector = %vote.vector_id, model = %cfg.model, reason, "abstained");
                 }
                 deps.bus
-                    .publish(Outgoing::new(
+                    .publish_pipelined(Outgoing::new(
                         &cfg.votes_topic,
                         &vote.service,
                         encode(&vote),
@@ -251,7 +251,8 @@ pub async fn run_with_reload(
                 report.votes += 1;
             }
         }
-        // The output is published (acknowledged by the bus): only now is the input done.
+        // The output is published: the input is done once the bus has it acknowledged (a
+        // pipelined publish defers this ack's offset until then).
         sub.ack(&delivery).await?;
     }
     deps.bus.flush(Duration::from_secs(5)).await?;
