@@ -591,7 +591,7 @@ impl TrainedModel {
         }
         let refs: Vec<&[f64]> = rows.iter().map(Vec::as_slice).collect();
         match &self.engine {
-            Engine::Xgboost(m) => m.predict(&refs),
+            Engine::Xgboost(m) => m.predict(&refs, &self.model_bytes),
             Engine::RandomForest(m) => m.predict(&refs),
             Engine::Logistic(m) => Ok(refs.iter().map(|r| m.predict_one(r)).collect()),
         }
