@@ -45,7 +45,14 @@ export KAFKA_GROUP_PREFIX="$run-" RUST_LOG=warn
 bin="$CARGO_TARGET_DIR/debug/autoscaler"
 state="$(mktemp -d)"
 pids=()
-trap 'kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$state"' EXIT
+cleanup() {
+    # The services stop on the first SIGTERM (a second forces them).
+    kill "${pids[@]}" 2>/dev/null || true
+    wait 2>/dev/null || true
+    rm -rf "$state"
+}
+trap cleanup EXIT
+trap 'exit 143' INT TERM
 # Models: the shipped defaults (trained on first use if absent).
 [ -f models/xgboost/model.json ] || bash scripts/train-default-models.sh
 # The topics exist before the services subscribe (bench-kafka would create them too).
