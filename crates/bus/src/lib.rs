@@ -102,6 +102,16 @@ pub trait Bus: Send + Sync {
     /// broker).
     async fn publish(&self, msg: Outgoing) -> Result<(), BusError>;
 
+    /// Publish one message without waiting for its acknowledgement: returns once the message is
+    /// queued (a full queue makes this wait: back-pressure, never a dropped message). Every
+    /// [`Subscription::ack`] made afterwards in this process stores its offset only once this
+    /// message — and every message queued before the ack — is acknowledged, so an input is
+    /// still marked done only after every output it caused is on the broker (at least once).
+    /// The default publishes and waits ([`Bus::publish`]).
+    async fn publish_pipelined(&self, msg: Outgoing) -> Result<(), BusError> {
+        self.publish(msg).await
+    }
+
     /// Join `group` on `topic`. Messages published after this call are delivered.
     async fn subscribe(&self, topic: &str, group: &str) -> Result<Box<dyn Subscription>, BusError>;
 
@@ -186,7 +196,7 @@ pub async fn dead_letter(bus: &dyn Bus, d: &Delivery, reason: &str) -> Result<()
     let reason = cut(reason, MAX_DLQ_REASON_LEN);
     tracing::warn!(topic = %d.topic, partition = d.partition, offset = d.offset, reason,
         "message dead-lettered");
-    bus.publish(dead_letter_message(d, &reason)).await
+    bus.publish_pipelined(dead_letter_message(d, &reason)).await
 }
 
 /// [`dead_letter`], retried with exponential backoff ([`Backoff`]) up to [`DLQ_ATTEMPTS`] times
@@ -204,7 +214,7 @@ pub async fn dead_letter_retrying(bus: &dyn Bus, d: &Delivery, reason: &str) -> 
         std::time::Duration::from_secs(2),
     );
     for attempt in 1..=DLQ_ATTEMPTS {
-        match bus.publish(msg.clone()).await {
+        match bus.publish_pipelined(msg.clone()).await {
             Ok(()) => return true,
             Err(e) => {
                 let last = attempt == DLQ_ATTEMPTS || matches!(e, BusError::Closed);
@@ -259,13 +269,40 @@ pub async fn publish_retrying(
     msg: Outgoing,
     shutdown: &tokio_util::sync::CancellationToken,
 ) -> Result<bool, BusError> {
+    retrying(bus, msg, shutdown, false).await
+}
+
+/// [`publish_retrying`] through [`Bus::publish_pipelined`]: returns once the message is queued
+/// (its acknowledgement is collected as it comes; an input acknowledged after this call has its
+/// offset stored only once the message is on the broker). An outage is waited out the same way:
+/// a queue that cannot take the message, or a retryable error, is retried with backoff.
+pub async fn publish_pipelined_retrying(
+    bus: &dyn Bus,
+    msg: Outgoing,
+    shutdown: &tokio_util::sync::CancellationToken,
+) -> Result<bool, BusError> {
+    retrying(bus, msg, shutdown, true).await
+}
+
+async fn retrying(
+    bus: &dyn Bus,
+    msg: Outgoing,
+    shutdown: &tokio_util::sync::CancellationToken,
+    pipelined: bool,
+) -> Result<bool, BusError> {
     let mut backoff = Backoff::new(OUTAGE_BACKOFF_INITIAL, OUTAGE_BACKOFF_MAX);
     let mut failures = 0u64;
     loop {
         let attempt = tokio::select! {
             biased;
             _ = shutdown.cancelled() => return Ok(false),
-            r = bus.publish(msg.clone()) => r,
+            r = async {
+                if pipelined {
+                    bus.publish_pipelined(msg.clone()).await
+                } else {
+                    bus.publish(msg.clone()).await
+                }
+            } => r,
         };
         match attempt {
             Ok(()) => {
@@ -701,6 +738,20 @@ mod tests {
                 .await
                 .is_err()
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_pipelined_publish_waits_out_an_outage_too() {
+        let bus = flaky(3);
+        let mut s = bus.subscribe("t", "g").await.unwrap();
+        let stop = tokio_util::sync::CancellationToken::new();
+        assert!(
+            publish_pipelined_retrying(&bus, Outgoing::new("t", "k", vec![4]), &stop)
+                .await
+                .unwrap()
+        );
+        assert_eq!(*bus.attempts.lock().unwrap(), 4);
+        assert_eq!(recv(&mut s).await.payload, vec![4]);
     }
 
     #[test]

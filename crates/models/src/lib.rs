@@ -37,7 +37,10 @@ pub use autoscaler_contract::{Features, ModelKind, FEATURE_NAMES};
 mod features;
 pub mod forest;
 mod logistic;
+pub mod native;
 mod xgboost;
+
+pub use native::Candidate;
 
 pub use features::{
     default_feature_names, input_row, input_row_one_fewer, is_known_feature, EXTRA_FEATURES,
@@ -162,6 +165,15 @@ pub enum ModelError {
         /// The library's error.
         #[source]
         source: linfa_logistic::error::Error,
+    },
+    /// A model file using something the native evaluator does not compute (an objective, a
+    /// booster, categorical splits, several outputs): refused rather than predicted differently.
+    #[error("unsupported model {}: {what}", .path.display())]
+    Unsupported {
+        /// The model file.
+        path: PathBuf,
+        /// What is not supported.
+        what: String,
     },
     /// `save` was given a model not built by this crate.
     #[error("this model was not built by autoscaler-models and cannot be saved")]
@@ -388,6 +400,28 @@ pub trait Model: Send + Sync {
     }
     /// P(violation) for each row.
     fn predict_proba_batch(&self, rows: &[Vec<f64>]) -> Result<Vec<f64>, ModelError>;
+    /// P(violation) of each row of `rows`, a row-major matrix of `feature_names().len()`
+    /// columns, into `out` (one slot per row). This crate's models allocate nothing.
+    fn predict_proba_into(&self, rows: &[f64], out: &mut [f64]) -> Result<(), ModelError> {
+        let n = self.feature_names().len();
+        native::check_batch(rows.len(), n, out.len())?;
+        for (row, o) in rows.chunks_exact(n).zip(out) {
+            *o = self.predict_proba(row)?;
+        }
+        Ok(())
+    }
+    /// One feature vector at several replica counts: P(violation) per [`Candidate`] into `out`
+    /// (same length). At each count the per-replica features use that count and each feature
+    /// the candidate projects replaces the measured one (see [`native::Candidate`]). A missing
+    /// input is an error naming it, never a 0. This crate's models allocate nothing.
+    fn predict_proba_at_counts(
+        &self,
+        base: &Features,
+        candidates: &[Candidate],
+        out: &mut [f64],
+    ) -> Result<(), ModelError> {
+        native::at_counts_by_rows(self, base, candidates, out)
+    }
     /// The concrete model when it was built by this crate (what [`save`] needs). Test doubles
     /// keep the default `None`.
     fn as_trained(&self) -> Option<&TrainedModel> {
@@ -514,6 +548,8 @@ pub struct TrainedModel {
     hyper_parameters: serde_json::Value,
     model_bytes: Vec<u8>,
     engine: Engine,
+    /// What predictions run on; `engine` is the reference (and trains and saves).
+    native: native::Native,
 }
 
 impl std::fmt::Debug for TrainedModel {
@@ -536,6 +572,29 @@ impl TrainedModel {
     /// The bytes [`save`] writes to `model.json`.
     pub fn model_bytes(&self) -> &[u8] {
         &self.model_bytes
+    }
+
+    /// The native engine predictions run on.
+    pub fn native(&self) -> &native::NativeModel {
+        &self.native.model
+    }
+
+    /// P(violation) per row from the library that fitted the model — XGBoost's C API,
+    /// smartcore's `predict`, linfa's coefficients — the reference the native engine is tested
+    /// and benchmarked against.
+    pub fn predict_proba_reference(&self, rows: &[Vec<f64>]) -> Result<Vec<f64>, ModelError> {
+        for row in rows {
+            self.check_row(row)?;
+        }
+        if rows.is_empty() {
+            return Ok(Vec::new());
+        }
+        let refs: Vec<&[f64]> = rows.iter().map(Vec::as_slice).collect();
+        match &self.engine {
+            Engine::Xgboost(m) => m.predict(&refs, &self.model_bytes),
+            Engine::RandomForest(m) => m.predict(&refs),
+            Engine::Logistic(m) => Ok(refs.iter().map(|r| m.predict_one(r)).collect()),
+        }
     }
 
     /// Change the decision threshold (must be in [0, 1]).
@@ -596,34 +655,27 @@ impl Model for TrainedModel {
     }
     fn predict_proba(&self, row: &[f64]) -> Result<f64, ModelError> {
         self.check_row(row)?;
-        let p = match &self.engine {
-            Engine::Xgboost(m) => m.predict(&[row])?.pop(),
-            Engine::RandomForest(m) => m.predict(&[row])?.pop(),
-            Engine::Logistic(m) => Some(m.predict_one(row)),
-        };
-        p.ok_or_else(|| ModelError::InvalidData("no prediction returned for one row".into()))
+        Ok(self.native.model.predict_row(row))
     }
     fn predict_proba_batch(&self, rows: &[Vec<f64>]) -> Result<Vec<f64>, ModelError> {
-        for row in rows {
+        rows.iter().map(|row| self.predict_proba(row)).collect()
+    }
+    fn predict_proba_into(&self, rows: &[f64], out: &mut [f64]) -> Result<(), ModelError> {
+        let n = self.feature_names.len();
+        native::check_batch(rows.len(), n, out.len())?;
+        for row in rows.chunks_exact(n) {
             self.check_row(row)?;
         }
-        if rows.is_empty() {
-            return Ok(Vec::new());
-        }
-        let refs: Vec<&[f64]> = rows.iter().map(Vec::as_slice).collect();
-        let out = match &self.engine {
-            Engine::Xgboost(m) => m.predict(&refs)?,
-            Engine::RandomForest(m) => m.predict(&refs)?,
-            Engine::Logistic(m) => refs.iter().map(|r| m.predict_one(r)).collect(),
-        };
-        if out.len() != rows.len() {
-            return Err(ModelError::InvalidData(format!(
-                "{} predictions for {} rows",
-                out.len(),
-                rows.len()
-            )));
-        }
-        Ok(out)
+        self.native.model.predict_batch(rows, out)
+    }
+    fn predict_proba_at_counts(
+        &self,
+        base: &Features,
+        candidates: &[Candidate],
+        out: &mut [f64],
+    ) -> Result<(), ModelError> {
+        self.native
+            .predict_at_counts(base, candidates, out, |row| self.check_row(row))
     }
     fn as_trained(&self) -> Option<&TrainedModel> {
         Some(self)
@@ -692,6 +744,12 @@ pub fn train(
         Engine::RandomForest(m) => m.to_bytes(&data.feature_names)?,
         Engine::Logistic(m) => m.to_bytes(&data.feature_names)?,
     };
+    let (native, _) = native::Native::new(
+        kind,
+        &model_bytes,
+        Path::new(kind.as_str()),
+        &data.feature_names,
+    )?;
     let training = TrainingInfo {
         training_fingerprint: data.fingerprint(),
         train_rows: data.rows.len(),
@@ -712,6 +770,7 @@ pub fn train(
         hyper_parameters,
         model_bytes,
         engine,
+        native,
     }))
 }
 
@@ -822,6 +881,9 @@ pub fn load(kind: ModelKind, models_dir: &Path) -> Result<Box<dyn Model>, ModelE
     }
     let model_path = dir.join(MODEL_FILE);
     let model_bytes = read_file(&model_path)?;
+    // The native engine reads the file first: what it does not support is refused before the
+    // C API parses it (libxgboost can crash on a model it does not expect).
+    let (native, _) = native::Native::new(kind, &model_bytes, &model_path, &meta.feature_names)?;
     let (engine, file_features) = match kind {
         ModelKind::Xgboost => {
             let (m, f) = xgboost::XgbModel::from_bytes(&model_bytes, &model_path)?;
@@ -879,6 +941,7 @@ pub fn load(kind: ModelKind, models_dir: &Path) -> Result<Box<dyn Model>, ModelE
         hyper_parameters: meta.hyper_parameters,
         model_bytes,
         engine,
+        native,
     }))
 }
 

@@ -379,7 +379,7 @@ async fn run_prometheus(
             }
             if publish {
                 deps.bus
-                    .publish(Outgoing::new(&cfg.metrics_topic, &v.service, encode(v)))
+                    .publish_pipelined(Outgoing::new(&cfg.metrics_topic, &v.service, encode(v)))
                     .await?;
             }
             report.vectors += 1;
@@ -489,7 +489,7 @@ async fn run_replay(
             }
             if publish {
                 deps.bus
-                    .publish(Outgoing::new(&cfg.metrics_topic, &name, encode(&vector)))
+                    .publish_pipelined(Outgoing::new(&cfg.metrics_topic, &name, encode(&vector)))
                     .await?;
                 waiting.insert(vector.vector_id.clone(), name);
             }

@@ -14,7 +14,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use autoscaler_bus::{dead_letter_retrying, publish_retrying, Backoff, Bus, BusError, Outgoing};
+use autoscaler_bus::{
+    dead_letter_retrying, publish_pipelined_retrying, Backoff, Bus, BusError, Outgoing,
+};
 use autoscaler_contract::{
     decode, encode, ClockMode, FeatureVector, ModelKind, SkewCheck, Vote, METRICS_TOPIC,
     SCHEMA_VERSION, VOTES_TOPIC,
@@ -298,7 +300,7 @@ pub async fn run_with_reload(
                     tracing::info!(vector = %vote.vector_id, model = %cfg.model, reason, "abstained");
                 }
                 let msg = Outgoing::new(&cfg.votes_topic, &vote.service, encode(&vote));
-                if !publish_retrying(deps.bus.as_ref(), msg, &shutdown).await? {
+                if !publish_pipelined_retrying(deps.bus.as_ref(), msg, &shutdown).await? {
                     // Stopping during an outage: the vector is not acknowledged, so a restart
                     // votes on it.
                     break;
@@ -306,7 +308,8 @@ pub async fn run_with_reload(
                 report.votes += 1;
             }
         }
-        // The output is published (acknowledged by the bus): only now is the input done.
+        // The output is published: the input is done once the bus has it acknowledged (a
+        // pipelined publish defers this ack's offset until then).
         sub.ack(&delivery).await?;
     }
     deps.bus.flush(Duration::from_secs(5)).await?;

@@ -13,7 +13,9 @@
 //! [`Command::run`].
 
 pub mod aggregator;
+pub mod bench_footprint;
 pub mod bench_kafka;
+pub mod bench_models;
 pub mod demo;
 pub mod demo_service;
 pub mod evaluate;
@@ -60,6 +62,10 @@ pub enum Command {
     Tail(tail::TailArgs),
     /// Measure a running Kafka pipeline: throughput and vector-to-decision latency.
     BenchKafka(bench_kafka::BenchKafkaArgs),
+    /// Measure each service's resident memory and start-up time on Kafka, and the binary size.
+    BenchFootprint(bench_footprint::BenchFootprintArgs),
+    /// Benchmark the models: native, the C API / smartcore and Python on the same files.
+    BenchModels(bench_models::BenchModelsArgs),
     /// Train the models from metrics CSVs (development mode's or the simulator's).
     Train(train::TrainArgs),
     /// Evaluate saved models and the voting rules on metrics CSVs: table, JSON and plot.
@@ -83,6 +89,8 @@ impl Command {
             Command::Demo(a) => demo::run(a, shutdown).await,
             Command::Tail(a) => tail::run(a, shutdown).await,
             Command::BenchKafka(a) => bench_kafka::run(a, shutdown).await,
+            Command::BenchFootprint(a) => bench_footprint::run(a, shutdown).await,
+            Command::BenchModels(a) => bench_models::run(a, shutdown).await,
             Command::Train(a) => train::run(a, shutdown).await,
             Command::Evaluate(a) => evaluate::run(a, shutdown).await,
             Command::TrainingData(a) => training_data::run(a, shutdown).await,
