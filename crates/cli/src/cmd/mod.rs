@@ -13,6 +13,7 @@
 //! [`Command::run`].
 
 pub mod aggregator;
+pub mod backtest;
 pub mod bench_kafka;
 pub mod demo;
 pub mod demo_service;
@@ -67,6 +68,9 @@ pub enum Command {
     /// Write simulated, labelled training runs as a metrics CSV (what the default models
     /// train on).
     TrainingData(training_data::TrainingDataArgs),
+    /// Every chosen policy side by side on one trace through the simulated services (the HPA
+    /// sweep, the baselines, the default `hybrid` and the clairvoyant oracle): tables, JSON, plots.
+    Backtest(backtest::BacktestArgs),
     /// A small HTTP service to scale: Sock Shop-like routes that burn real CPU on a fixed pool
     /// of workers, and Sock Shop's Prometheus metrics on /metrics.
     DemoService(demo_service::DemoServiceArgs),
@@ -87,6 +91,7 @@ impl Command {
             Command::Evaluate(a) => evaluate::run(a, shutdown).await,
             Command::TrainingData(a) => training_data::run(a, shutdown).await,
             Command::DemoService(a) => demo_service::run(a, shutdown).await,
+            Command::Backtest(a) => backtest::run(a, shutdown).await,
         }
     }
 }
