@@ -14,6 +14,7 @@
 
 pub mod aggregator;
 pub mod bench_footprint;
+pub mod backtest;
 pub mod bench_kafka;
 pub mod bench_models;
 pub mod demo;
@@ -73,6 +74,9 @@ pub enum Command {
     /// Write simulated, labelled training runs as a metrics CSV (what the default models
     /// train on).
     TrainingData(training_data::TrainingDataArgs),
+    /// Every chosen policy side by side on one trace through the simulated services (the HPA
+    /// sweep, the baselines, the default `hybrid` and the clairvoyant oracle): tables, JSON, plots.
+    Backtest(backtest::BacktestArgs),
     /// A small HTTP service to scale: Sock Shop-like routes that burn real CPU on a fixed pool
     /// of workers, and Sock Shop's Prometheus metrics on /metrics.
     DemoService(demo_service::DemoServiceArgs),
@@ -95,6 +99,7 @@ impl Command {
             Command::Evaluate(a) => evaluate::run(a, shutdown).await,
             Command::TrainingData(a) => training_data::run(a, shutdown).await,
             Command::DemoService(a) => demo_service::run(a, shutdown).await,
+            Command::Backtest(a) => backtest::run(a, shutdown).await,
         }
     }
 }
