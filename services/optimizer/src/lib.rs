@@ -52,7 +52,7 @@ use autoscaler_planner::{
     PLAN_LEAD_SECS, PLAN_STEPS, PLAN_STEP_SECS, SOLVER_TIMEOUT_MS,
 };
 
-pub use source::{HistorySource, PrometheusSource, TraceSource};
+pub use source::{HistorySource, PrometheusSource, TraceSource, DEFAULT_RATE_QUERY};
 
 /// The largest `cache_size` accepted (one hour of per-second values).
 pub const MAX_CACHE_SIZE: u32 = 3600;
