@@ -141,6 +141,9 @@ pub struct OrderChoice {
     pub aic: f64,
 }
 
+/// One plotted forecast: `(target bucket, mean, lower, upper)`.
+pub type TracePoint = (usize, f64, f64, f64);
+
 /// The evaluation's result.
 #[derive(Debug, Clone, Serialize)]
 pub struct EvalReport {
@@ -157,7 +160,7 @@ pub struct EvalReport {
     /// For the plot: per model, the forecasts at the 30-minute horizon (or the first):
     /// `(target bucket, mean, lower, upper)`.
     #[serde(skip)]
-    pub traces: Vec<(String, Vec<(usize, f64, f64, f64)>)>,
+    pub traces: Vec<(String, Vec<TracePoint>)>,
     /// The horizon `traces` hold.
     #[serde(skip)]
     pub trace_horizon_min: u32,

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use anyhow::Context;
-use autoscaler_contract::ModelKind;
+use autoscaler_contract::{ClockMode, ModelKind, DEFAULT_CLOCK};
 use autoscaler_inference::{InferenceConfig, InferenceDeps, DEFAULT_MAX_SKEW_SECS};
 use clap::Args;
 use tokio_util::sync::CancellationToken;
@@ -26,6 +26,10 @@ pub struct InferenceArgs {
     /// Dead-letter vectors older than this (seconds); 0 disables the check.
     #[arg(long = "max-skew-sec", env = "MAX_SKEW_SEC", default_value_t = DEFAULT_MAX_SKEW_SECS)]
     pub max_skew_sec: u64,
+    /// The clock vectors are checked against: `wall` in production, `replay` for a replayed log
+    /// with simulated time.
+    #[arg(long, env = "AUTOSCALER_CLOCK", default_value_t = DEFAULT_CLOCK)]
+    pub clock: ClockMode,
     /// The bus.
     #[command(flatten)]
     pub bus: BusArgs,
@@ -40,6 +44,7 @@ pub async fn run(a: InferenceArgs, shutdown: CancellationToken) -> anyhow::Resul
     cfg.metrics_topic = a.bus.metrics_topic.clone();
     cfg.votes_topic = a.bus.votes_topic.clone();
     cfg.max_skew_secs = (a.max_skew_sec > 0).then_some(a.max_skew_sec);
+    cfg.clock = a.clock;
     let deps = InferenceDeps {
         bus,
         model: Arc::from(model),
