@@ -20,7 +20,9 @@ pub mod bench_models;
 pub mod demo;
 pub mod demo_service;
 pub mod evaluate;
+pub mod forecast_eval;
 pub mod inference;
+pub mod optimizer;
 pub mod run;
 pub mod scaler;
 pub mod tail;
@@ -80,6 +82,12 @@ pub enum Command {
     /// A small HTTP service to scale: Sock Shop-like routes that burn real CPU on a fixed pool
     /// of workers, and Sock Shop's Prometheus metrics on /metrics.
     DemoService(demo_service::DemoServiceArgs),
+    /// Rolling-origin evaluation of the demand forecasters on a trace: MAE/RMSE/MAPE per model
+    /// and horizon, SARIMAX's order and AIC, JSON and plot.
+    ForecastEval(forecast_eval::ForecastEvalArgs),
+    /// The optimizer API: POST /optimize answers a replica plan (forecast + MILP) one value per
+    /// second; /health, /metrics; token auth.
+    Optimizer(optimizer::OptimizerArgs),
 }
 
 impl Command {
@@ -100,6 +108,8 @@ impl Command {
             Command::TrainingData(a) => training_data::run(a, shutdown).await,
             Command::DemoService(a) => demo_service::run(a, shutdown).await,
             Command::Backtest(a) => backtest::run(a, shutdown).await,
+            Command::ForecastEval(a) => forecast_eval::run(a, shutdown).await,
+            Command::Optimizer(a) => optimizer::run(a, shutdown).await,
         }
     }
 }
