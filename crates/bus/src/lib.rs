@@ -139,6 +139,7 @@ pub const DLQ_REASON_HEADER: &str = "x-dlq-reason";
 pub async fn dead_letter(bus: &dyn Bus, d: &Delivery, reason: &str) -> Result<(), BusError> {
     tracing::warn!(topic = %d.topic, partition = d.partition, offset = d.offset, reason,
         "message dead-lettered");
+    autoscaler_telemetry::record_dead_letter(&d.topic);
     let mut msg = Outgoing::new(dlq_topic(&d.topic), d.key.clone(), d.payload.clone())
         .with_header(DLQ_REASON_HEADER, reason)
         .with_header("x-dlq-source-topic", d.topic.clone())

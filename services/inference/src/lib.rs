@@ -11,14 +11,17 @@
 //! breaks the contract goes to `metrics.dlq` with the reason, and the service goes on.
 #![deny(missing_docs)]
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use autoscaler_bus::{dead_letter, Bus, BusError, Outgoing};
 use autoscaler_contract::{
-    decode, encode, FeatureVector, ModelKind, Vote, METRICS_TOPIC, SCHEMA_VERSION, VOTES_TOPIC,
+    decode_vector, encode, FeatureVector, ModelKind, Vote, METRICS_TOPIC, SCHEMA_VERSION,
+    VOTES_TOPIC,
 };
 use autoscaler_models::{input_row, input_row_one_fewer, is_known_feature, Model};
+use autoscaler_telemetry::predictions::{PredictionLog, DEFAULT_PREDICTIONS_MAX_BYTES};
 use tokio_util::sync::CancellationToken;
 
 /// Default allowed age of a vector (now − metric time), seconds; as in the Sock Shop seed.
@@ -38,6 +41,11 @@ pub struct InferenceConfig {
     /// Dead-letter vectors older than this at arrival; `None` disables the check (replays,
     /// whose metric time is simulated).
     pub max_skew_secs: Option<u64>,
+    /// Append every vote to `<dir>/predictions_<model>.csv` (see `autoscaler_telemetry::predictions`);
+    /// `None`: no prediction log.
+    pub predictions_dir: Option<PathBuf>,
+    /// Rotate the prediction log past this size, bytes.
+    pub predictions_max_bytes: u64,
 }
 
 impl InferenceConfig {
@@ -49,6 +57,8 @@ impl InferenceConfig {
             votes_topic: VOTES_TOPIC.into(),
             group: format!("inference-{model}"),
             max_skew_secs: Some(DEFAULT_MAX_SKEW_SECS),
+            predictions_dir: None,
+            predictions_max_bytes: DEFAULT_PREDICTIONS_MAX_BYTES,
         }
     }
 }
@@ -83,6 +93,9 @@ pub enum InferenceError {
     /// The bus failed.
     #[error("bus: {0}")]
     Bus(#[from] BusError),
+    /// The prediction log's directory cannot be created.
+    #[error(transparent)]
+    Predictions(#[from] autoscaler_telemetry::predictions::PredictionLogError),
 }
 
 /// What the service did, returned when it stops.
@@ -191,6 +204,15 @@ pub async fn run_with_reload(
 ) -> Result<InferenceReport, InferenceError> {
     let mut deps = deps;
     check_model(&cfg, deps.model.as_ref())?;
+    let predictions = match &cfg.predictions_dir {
+        Some(dir) => Some(PredictionLog::new(
+            dir,
+            cfg.model,
+            cfg.predictions_max_bytes,
+        )?),
+        None => None,
+    };
+    autoscaler_telemetry::set_model_version(cfg.model, deps.model.version());
     let mut sub = deps.bus.subscribe(&cfg.metrics_topic, &cfg.group).await?;
     let mut report = InferenceReport::default();
     tracing::info!(model = %cfg.model, version = deps.model.version(), group = %cfg.group,
@@ -212,7 +234,8 @@ pub async fn run_with_reload(
             Err(e) => return Err(e.into()),
         };
         let now = cfg.max_skew_secs.map(|_| chrono::Utc::now());
-        let vector = decode::<FeatureVector>(&delivery.payload).and_then(|v| {
+        // Ours, or the Sock Shop seed's legacy form (autoscaler_contract::legacy).
+        let vector = decode_vector(&delivery.payload).and_then(|v| {
             v.validate(now, cfg.max_skew_secs.unwrap_or(u64::MAX))
                 .map(|_| v)
         });
@@ -230,6 +253,10 @@ pub async fn run_with_reload(
                                 to = next.version(), "model reloaded");
                             deps.model = next;
                             report.reloads += 1;
+                            autoscaler_telemetry::set_model_version(
+                                cfg.model,
+                                deps.model.version(),
+                            );
                         }
                         Err(e) => {
                             tracing::error!(error = %e, "refusing the reloaded model; keeping the current one")
@@ -249,6 +276,12 @@ pub async fn run_with_reload(
                     ))
                     .await?;
                 report.votes += 1;
+                autoscaler_telemetry::record_vote(&vote);
+                if let Some(log) = &predictions {
+                    if let Err(e) = log.append(&vector, &vote) {
+                        tracing::error!(error = %e, "prediction not logged");
+                    }
+                }
             }
         }
         // The output is published (acknowledged by the bus): only now is the input done.
@@ -264,6 +297,7 @@ pub async fn run_with_reload(
 mod tests {
     use super::*;
     use autoscaler_bus::{MemoryBus, Overflow};
+    use autoscaler_contract::decode;
     use autoscaler_contract::{Features, VectorId};
     use autoscaler_models::ModelError;
     use chrono::DateTime;
@@ -406,6 +440,7 @@ mod tests {
 mod reload_tests {
     use super::*;
     use autoscaler_bus::{MemoryBus, Overflow};
+    use autoscaler_contract::decode;
     use autoscaler_contract::{Features, VectorId};
     use autoscaler_models::ModelError;
     use chrono::DateTime;

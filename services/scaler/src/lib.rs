@@ -71,6 +71,9 @@ pub struct ScalerConfig {
     /// The state database (SQLite); `None`: state lives in memory and a restart forgets
     /// cooldowns and decided ids.
     pub state_db: Option<PathBuf>,
+    /// Print every decision on stdout (the standalone scaler): the seed's block when it changes
+    /// something, one line otherwise (`autoscaler_telemetry::block::print_decision`).
+    pub print_decisions: bool,
 }
 
 impl ScalerConfig {
@@ -85,6 +88,7 @@ impl ScalerConfig {
             envelope: EnvelopeConfig::default(),
             dry_run: false,
             state_db: None,
+            print_decisions: false,
         }
     }
 
@@ -302,6 +306,7 @@ impl Scaler {
         votes.sort_by_key(|v| v.model);
         let first = &votes[0];
         let (service, metric_time) = (first.service.clone(), first.metric_time);
+        let vector_published = first.timestamp;
         let actuator = self.deps.actuator.clone();
 
         // The service's own policy, read fresh. A policy that is broken (or a service that is
@@ -397,6 +402,7 @@ impl Scaler {
                     Err(e) => {
                         envelope::record_failure(&before, state);
                         self.report.actuation_failures += 1;
+                        autoscaler_telemetry::record_actuator_error(&service);
                         tracing::error!(service, to, error = %e, "actuation failed");
                         adjustments.push(format!("actuation failed: {e}"));
                     }
@@ -476,6 +482,10 @@ impl Scaler {
             store.mark_published(&decision.vector_id)?;
         }
         self.report.decisions += 1;
+        autoscaler_telemetry::record_decision(&decision, vector_published);
+        if self.cfg.print_decisions {
+            autoscaler_telemetry::block::print_decision(self.report.decisions, &decision);
+        }
         Ok(())
     }
 
