@@ -59,12 +59,14 @@ compose_running() {
 
 # output/ receives the development CSV and the prediction logs from containers running as the
 # image's user (uid 10001): make it writable for that user.
+# AUTOSCALER_OUTPUT (default ./output) is the host directory mounted there.
 prepare_output() {
-    mkdir -p "$ROOT/output"
+    local out="${AUTOSCALER_OUTPUT:-./output}"
+    mkdir -p "$out"
     if [ "$(id -u)" -eq 0 ]; then
-        chown 10001 "$ROOT/output" 2>/dev/null || chmod a+rwx "$ROOT/output"
+        chown 10001 "$out" 2>/dev/null || chmod a+rwx "$out"
     else
-        chmod a+rwx "$ROOT/output"
+        chmod a+rwx "$out"
     fi
 }
 

@@ -1,0 +1,173 @@
+#!/usr/bin/env bash
+# The deployment, tested for real on this machine (no registry, no Grafana, no Apache Kafka):
+#
+#  1. docker-compose.ml.yml (alone and with docker-compose.local.yml) is validated by Debian's
+#     `docker-compose config`, by `docker compose config` when the CLI has v2, and by
+#     `docker stack config` (CLI ≥ 23) — else a `docker stack deploy` + `rm` of a scratch stack;
+#  2. the images are built from Debian's packages (scripts/build-images.sh; cached);
+#  3. production, as a Swarm stack (scripts/start-production.sh, DEPLOY=stack, the local-image
+#     override): the aggregator polls the stack's Prometheus, the three models vote, the scaler
+#     prints decision blocks and scales the labelled workload `front-end` on the Swarm when a
+#     bounded load on 127.0.0.1:8080 pushes its p95 over the SLA; the prediction logs fill;
+#     every Grafana panel query returns data from the stack's Prometheus;
+#  4. development, with Debian's docker-compose (scripts/start-development.sh): rows appear in
+#     sockshop_metrics.csv on the host;
+#  5. scripts/stop-all.sh leaves nothing running.
+#
+# Output of the run (CSV, prediction logs, the scaler's log, a decision block) goes to
+# $AUTOSCALER_OUTPUT (default /tmp/autoscaler-compose-test). Prints the timings at the end.
+#   CI=true: a missing Docker daemon fails instead of skipping.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+say() { echo "compose-test: $*" >&2; }
+t_start=$(date +%s)
+declare -A timing
+lap() { timing[$1]=$(($(date +%s) - $2)); }
+
+if ! docker info >/dev/null 2>&1; then
+    if [ "${CI:-}" = true ] || [ -n "${REQUIRE_INTEGRATION:-}" ]; then
+        say "FAIL: no Docker daemon (scripts/swarm-up.sh)"; exit 1
+    fi
+    say "SKIPPED: no Docker daemon (scripts/swarm-up.sh starts one)"; exit 0
+fi
+command -v docker-compose >/dev/null || {
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-compose >/dev/null
+}
+
+export AUTOSCALER_OUTPUT="${AUTOSCALER_OUTPUT:-/tmp/autoscaler-compose-test}"
+export AUTOSCALER_IMAGE="autoscaler:local" AUTOSCALER_COMPOSE_OVERRIDE="docker-compose.local.yml"
+export AUTOSCALER_STACK="${AUTOSCALER_STACK:-autoscaler}"
+# Fast enough for a test: 5 s polls, short cooldowns, a low SLA and a small cap.
+export POLL_INTERVAL_SEC=5 COOLDOWN_UP_SEC=30 COOLDOWN_DOWN_SEC=600 STABILIZATION_SEC=600
+export SLA_P95_MS=100 WORKLOAD_WORK_MS=20 WORKLOAD_MAX_REPLICAS=3 RUST_LOG=warn
+STACK="$AUTOSCALER_STACK"
+SCALER="${STACK}_authoritative-scaler"
+WORKLOAD="${STACK}_front-end"
+PROM="http://127.0.0.1:9090"
+rm -rf "$AUTOSCALER_OUTPUT" && mkdir -p "$AUTOSCALER_OUTPUT"
+cleanup() { scripts/stop-all.sh >/dev/null 2>&1 || true; }
+trap cleanup EXIT
+
+# --- 1. validation --------------------------------------------------------------------------------
+t=$(date +%s)
+for files in "-f docker-compose.ml.yml" "-f docker-compose.ml.yml -f docker-compose.local.yml"; do
+    # shellcheck disable=SC2086
+    docker-compose $files config -q
+    say "docker-compose $(docker-compose version --short) config: $files ok"
+    if docker compose version >/dev/null 2>&1; then
+        # shellcheck disable=SC2086
+        docker compose $files config -q
+        say "docker compose (v2) config: $files ok"
+    fi
+done
+if docker stack config --help >/dev/null 2>&1; then
+    docker stack config -c docker-compose.ml.yml -c docker-compose.local.yml >/dev/null
+    say "docker stack config ($(docker version --format '{{.Client.Version}}')): ok"
+else
+    say "docker stack config unavailable (CLI < 23): deploying a scratch stack instead"
+    docker stack deploy -c docker-compose.ml.yml -c docker-compose.local.yml "${STACK}-validate" >/dev/null
+    docker stack rm "${STACK}-validate" >/dev/null
+    say "docker stack deploy + rm of ${STACK}-validate: ok"
+fi
+lap validate "$t"
+
+# --- 2. images ------------------------------------------------------------------------------------
+t=$(date +%s)
+scripts/build-images.sh
+lap images "$t"
+app_size="$(docker image inspect --format '{{.Size}}' "$AUTOSCALER_IMAGE")"
+
+# --- 3. production on the Swarm -----------------------------------------------------------------
+scripts/stop-all.sh >/dev/null
+t=$(date +%s)
+DEPLOY=stack scripts/start-production.sh
+wait_for() { # description, timeout s, command…
+    local what="$1" limit="$2"; shift 2
+    local t0; t0=$(date +%s)
+    until "$@" >/dev/null 2>&1; do
+        if [ $(($(date +%s) - t0)) -ge "$limit" ]; then
+            say "FAIL: $what within $limit s"
+            docker stack ps --no-trunc "$STACK" >&2 || true
+            docker service logs --tail 30 "$SCALER" >&2 || true
+            return 1
+        fi
+        sleep 2
+    done
+    say "$what ($(($(date +%s) - t0)) s)"
+}
+all_running() {
+    local want running
+    want=$(docker stack services "$STACK" --format '{{.Name}}' | grep -vc grafana)
+    running=$(docker stack ps "$STACK" --filter desired-state=running --format '{{.Name}} {{.CurrentState}}' \
+        | grep -v grafana | grep -c ' Running')
+    [ "$running" -ge "$want" ]
+}
+wait_for "every service running" 180 all_running
+wait_for "Prometheus answers" 60 curl -sf "$PROM/-/ready"
+lap stack_up "$t"
+decided() { docker service logs "$SCALER" 2>/dev/null | grep -q "^.*decision #\|SCALING DECISION"; }
+wait_for "the scaler decides" 180 decided
+lap first_decision "$t"
+
+# A bounded load on 127.0.0.1 only: 16 closed-loop clients for at most 240 s, stopped as soon
+# as the workload is scaled (capacity ~50 rps at 20 ms of CPU a request on one worker).
+load_pids=()
+for i in $(seq 1 16); do
+    ( end=$(( $(date +%s) + 240 )); while [ "$(date +%s)" -lt "$end" ]; do
+        curl -s -o /dev/null --max-time 5 "http://127.0.0.1:8080/catalogue" || sleep 0.2; done ) &
+    load_pids+=($!)
+done
+t=$(date +%s)
+scaled() { [ "$(docker service inspect "$WORKLOAD" --format '{{.Spec.Mode.Replicated.Replicas}}')" -gt 1 ]; }
+ok_scaled=0
+wait_for "the scaler scales $WORKLOAD above 1 replica" 240 scaled && ok_scaled=1
+lap scale_up "$t"
+kill "${load_pids[@]}" 2>/dev/null || true
+wait "${load_pids[@]}" 2>/dev/null || true
+docker service logs --raw "$SCALER" >"$AUTOSCALER_OUTPUT/authoritative-scaler.log" 2>&1 || true
+# The first block that changes something, as `docker service logs` shows it.
+awk '/^SCALING DECISION #/ {b=1; print prev} b {print} b && r && /^=+$/ {exit} b && /Replicas:/ {r=1} {prev=$0}' \
+    "$AUTOSCALER_OUTPUT/authoritative-scaler.log" >"$AUTOSCALER_OUTPUT/decision-block.txt" || true
+[ "$ok_scaled" = 1 ] || { say "FAIL: no scale-up"; exit 1; }
+grep -q "SCALING DECISION" "$AUTOSCALER_OUTPUT/authoritative-scaler.log" || {
+    say "FAIL: no decision block in the scaler's log"; exit 1; }
+cat "$AUTOSCALER_OUTPUT/decision-block.txt" >&2
+
+for m in xgboost random_forest logistic_regression; do
+    f="$AUTOSCALER_OUTPUT/predictions_$m.csv"
+    rows=$(( $(wc -l <"$f" 2>/dev/null || echo 1) - 1 ))
+    [ "$rows" -gt 0 ] || { say "FAIL: $f has no rows"; exit 1; }
+    say "predictions_$m.csv: $rows rows"
+done
+# Let Prometheus scrape the latest counters, then check every dashboard query.
+sleep 6
+python3 scripts/check-dashboards.py --prometheus "$PROM" >&2
+
+# --- 4. development with Debian's docker-compose -------------------------------------------------
+scripts/stop-all.sh
+t=$(date +%s)
+COMPOSE=docker-compose DEPLOY=compose scripts/start-development.sh
+csv="$AUTOSCALER_OUTPUT/sockshop_metrics.csv"
+rows() { [ "$(( $(wc -l <"$csv" 2>/dev/null || echo 1) - 1 ))" -ge "$1" ]; }
+# Some traffic so the rows measure something.
+( end=$(( $(date +%s) + 40 )); while [ "$(date +%s)" -lt "$end" ]; do
+    curl -s -o /dev/null --max-time 5 "http://127.0.0.1:8080/" || sleep 0.5; sleep 0.05; done ) &
+dev_load=$!
+wait_for "3 rows in sockshop_metrics.csv (development mode, docker-compose)" 150 rows 3
+kill "$dev_load" 2>/dev/null || true
+lap development "$t"
+head -n 3 "$csv" >&2
+
+# --- 5. stop ----------------------------------------------------------------------------------------
+t=$(date +%s)
+scripts/stop-all.sh
+left="$(docker ps -aq --filter "label=com.docker.compose.project=$STACK") $(docker ps -aq --filter "label=com.docker.stack.namespace=$STACK")"
+[ -z "${left// /}" ] || { say "FAIL: containers left: $left"; exit 1; }
+lap stop "$t"
+trap - EXIT
+
+say "image $AUTOSCALER_IMAGE: $(awk -v s="$app_size" 'BEGIN {printf "%.1f MB", s / 1e6}')"
+for k in validate images stack_up first_decision scale_up development stop; do
+    say "time $k: ${timing[$k]} s"
+done
+say "ok in $(($(date +%s) - t_start)) s (output in $AUTOSCALER_OUTPUT)"
