@@ -60,28 +60,6 @@ else
         "$BASE_TAR" "$BASE_IMAGE" >/dev/null
 fi
 
-# --- the autoscaler image (prebuilt binary) --------------------------------------------------
-BIN="${AUTOSCALER_BIN:-$CARGO_TARGET_DIR/release/autoscaler}"
-if [ ! -x "$BIN" ]; then
-    say "building the release binary"
-    cargo build --release --quiet -p autoscaler-cli >&2
-fi
-stage="deploy/.prebuilt"
-rm -rf "$stage" && mkdir -p "$stage/lib"
-cp "$BIN" "$stage/autoscaler"
-strip --strip-debug "$stage/autoscaler" 2>/dev/null || true
-cp -L /usr/local/lib/libxgboost.so "$stage/lib/"
-cp -L /usr/local/lib/libgomp-*.so* "$stage/lib/" 2>/dev/null || true
-sum="$( (sha256sum "$stage/autoscaler" "$stage"/lib/*; cat Dockerfile; find models deploy/aggregator.toml -type f -print0 | sort -z | xargs -0 sha256sum) | sha256sum | cut -c1-12)"
-if has_image "$APP_IMAGE" && [ "$(docker image inspect --format '{{index .Config.Labels "autoscaler.inputs"}}' "$APP_IMAGE")" = "$sum" ]; then
-    say "$APP_IMAGE present (same binary and models)"
-else
-    say "docker build --target prebuilt -t $APP_IMAGE (base $BASE_IMAGE)"
-    docker build -q --target prebuilt --build-arg RUNTIME_IMAGE="$BASE_IMAGE" \
-        --label autoscaler.inputs="$sum" -t "$APP_IMAGE" . >/dev/null
-fi
-rm -rf "$stage"
-
 # --- tansu ---------------------------------------------------------------------------------------
 if has_image "$TANSU_IMAGE"; then
     say "$TANSU_IMAGE present"
@@ -111,6 +89,28 @@ else
         -t "$PROM_IMAGE" "$ctx" >/dev/null
     rm -rf "$ctx"
 fi
+
+# --- the autoscaler image (prebuilt binary) --------------------------------------------------
+BIN="${AUTOSCALER_BIN:-$CARGO_TARGET_DIR/release/autoscaler}"
+if [ ! -x "$BIN" ]; then
+    say "building the release binary"
+    cargo build --release --quiet -p autoscaler-cli >&2
+fi
+stage="deploy/.prebuilt"
+rm -rf "$stage" && mkdir -p "$stage/lib"
+cp "$BIN" "$stage/autoscaler"
+strip --strip-debug "$stage/autoscaler" 2>/dev/null || true
+cp -L /usr/local/lib/libxgboost.so "$stage/lib/"
+cp -L /usr/local/lib/libgomp-*.so* "$stage/lib/" 2>/dev/null || true
+sum="$( (sha256sum "$stage/autoscaler" "$stage"/lib/*; cat Dockerfile; find models deploy/aggregator.toml -type f -print0 | sort -z | xargs -0 sha256sum) | sha256sum | cut -c1-12)"
+if has_image "$APP_IMAGE" && [ "$(docker image inspect --format '{{index .Config.Labels "autoscaler.inputs"}}' "$APP_IMAGE")" = "$sum" ]; then
+    say "$APP_IMAGE present (same binary and models)"
+else
+    say "docker build --target prebuilt -t $APP_IMAGE (base $BASE_IMAGE)"
+    docker build -q --target prebuilt --build-arg RUNTIME_IMAGE="$BASE_IMAGE" \
+        --label autoscaler.inputs="$sum" -t "$APP_IMAGE" . >/dev/null
+fi
+rm -rf "$stage"
 
 for i in "$BASE_IMAGE" "$APP_IMAGE" "$TANSU_IMAGE" "$PROM_IMAGE"; do
     say "$i: $(size "$i")"

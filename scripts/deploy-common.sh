@@ -81,8 +81,8 @@ start_stack() {
             echo "deploy: the compose project \`$STACK\` is running; scripts/stop-all.sh first" >&2
             exit 1
         fi
-        # Swarm service names are <stack>_<service>: the aggregator finds the labelled ones.
-        export AGGREGATOR_DISCOVER="${AGGREGATOR_DISCOVER:-swarm}" SERVICES="${SERVICES:-}"
+        # Swarm service names are <stack>_<service>, and so are Prometheus's job names.
+        export SERVICES="${SERVICES:-${STACK}_front-end}"
         # shellcheck disable=SC2046
         docker stack deploy --prune $(compose_files -c) "$STACK"
         echo
