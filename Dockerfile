@@ -8,7 +8,7 @@
 # Without compiling inside Docker (what the tests do: scripts/build-images.sh): copy a binary
 # and libxgboost.so built on the host into deploy/.prebuilt/ and build the `prebuilt` target;
 # RUNTIME_IMAGE replaces the base image (e.g. one made from Debian's packages by
-# scripts/build-base-image.sh when no registry is reachable):
+# scripts/build-images.sh when no registry is reachable):
 #   docker build --target prebuilt --build-arg RUNTIME_IMAGE=autoscaler-local/debian:bookworm .
 #
 # The `prebuilt` stage comes before the Rust stage on purpose: Docker's classic builder runs

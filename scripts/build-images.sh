@@ -6,12 +6,13 @@
 #                                      tarball → `docker import`), standing in for debian:bookworm-slim;
 #                                      the tarball is cached in $CACHE/images/
 #   autoscaler:local                   the top-level Dockerfile's `prebuilt` target on that base, with
-#                                      the release binary and libxgboost.so already built on the host
+#                                      the binary (the tests' profile) and libxgboost.so built on the host
 #   autoscaler-local/tansu:0.6.0       the tansu broker scripts/kafka-up.sh builds (for apache/kafka)
 #   autoscaler-local/prometheus:bookworm   Debian's prometheus package (for prom/prometheus)
 #
 # docker-compose.local.yml points the compose file at these. Prints each image's size.
-#   AUTOSCALER_BIN   the binary (default: $CARGO_TARGET_DIR/release/autoscaler, built if absent)
+#   AUTOSCALER_BIN   the binary (default: $CARGO_TARGET_DIR/debug/autoscaler, the tests' profile,
+#                    built or brought up to date first)
 #   AUTOSCALER_CACHE cache directory (default ~/.cache/autoscaler)
 #   REBUILD=1        rebuild the images even when present (the base tarball stays cached)
 set -euo pipefail
@@ -39,7 +40,8 @@ docker info >/dev/null 2>&1 || { say "no Docker daemon (scripts/swarm-up.sh)"; e
 if docker image inspect "$BASE_IMAGE" >/dev/null 2>&1; then
     say "$BASE_IMAGE present"
 else
-    if [ ! -s "$BASE_TAR" ]; then
+    if [ ! -f "$BASE_TAR" ] || [ ! -s "$BASE_TAR" ]; then
+        rm -rf "$BASE_TAR" "$BASE_TAR.tmp"
         command -v mmdebstrap >/dev/null || {
             say "apt-get install mmdebstrap"
             apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mmdebstrap >/dev/null
@@ -47,7 +49,7 @@ else
         mkdir -p "$(dirname "$BASE_TAR")"
         say "mmdebstrap bookworm (variant apt + $BASE_PACKAGES) into $BASE_TAR; once, ~1-2 min"
         # Documentation, man pages and locales left out, as in Docker's slim images.
-        mmdebstrap --variant=apt --include="$BASE_PACKAGES" \
+        mmdebstrap --variant=apt --format=tar --include="$BASE_PACKAGES" \
             --dpkgopt='path-exclude=/usr/share/man/*' --dpkgopt='path-exclude=/usr/share/doc/*' \
             --dpkgopt='path-exclude=/usr/share/locale/*' --dpkgopt='path-include=/usr/share/locale/locale.alias' \
             --customize-hook='rm -rf "$1"/var/lib/apt/lists/* "$1"/var/cache/apt/*.bin' \
@@ -91,10 +93,11 @@ else
 fi
 
 # --- the autoscaler image (prebuilt binary) --------------------------------------------------
-BIN="${AUTOSCALER_BIN:-$CARGO_TARGET_DIR/release/autoscaler}"
-if [ ! -x "$BIN" ]; then
-    say "building the release binary"
-    cargo build --release --quiet -p autoscaler-cli >&2
+# The tests' one build profile (dev, optimised): the binary scripts/test.sh has already built.
+BIN="${AUTOSCALER_BIN:-$CARGO_TARGET_DIR/debug/autoscaler}"
+if [ -z "${AUTOSCALER_BIN:-}" ]; then
+    say "cargo build -p autoscaler-cli (the tests' profile; a no-op when built)"
+    cargo build --quiet -p autoscaler-cli >&2
 fi
 stage="deploy/.prebuilt"
 rm -rf "$stage" && mkdir -p "$stage/lib"

@@ -6,10 +6,14 @@
 #     `docker stack config` (CLI ≥ 23) — else a `docker stack deploy` + `rm` of a scratch stack;
 #  2. the images are built from Debian's packages (scripts/build-images.sh; cached);
 #  3. production, as a Swarm stack (scripts/start-production.sh, DEPLOY=stack, the local-image
-#     override): the aggregator polls the stack's Prometheus, the three models vote, the scaler
-#     prints decision blocks and scales the labelled workload `front-end` on the Swarm when a
-#     bounded load on 127.0.0.1:8080 pushes its p95 over the SLA; the prediction logs fill;
-#     every Grafana panel query returns data from the stack's Prometheus;
+#     override; on a kernel without IPVS, as here, also docker-compose.no-ipvs.yml): the
+#     aggregator polls the stack's Prometheus, the three models vote, the scaler prints decision
+#     blocks and scales the labelled workload `front-end` on the Swarm when a bounded load pushes
+#     its p95 over the SLA; the prediction logs fill; every Grafana panel query returns data
+#     from the stack's Prometheus. The load is 16 closed-loop HTTP clients (bash, /dev/tcp) in a
+#     one-off Swarm service on the stack's own network, addressing the workload's tasks
+#     (`tasks.<stack>_front-end`): it stays inside the stack's network namespaces and needs no routing
+#     mesh (without IPVS, Swarm's ingress and VIPs carry no traffic);
 #  4. development, with Debian's docker-compose (scripts/start-development.sh): rows appear in
 #     sockshop_metrics.csv on the host;
 #  5. scripts/stop-all.sh leaves nothing running.
@@ -36,21 +40,35 @@ command -v docker-compose >/dev/null || {
 
 export AUTOSCALER_OUTPUT="${AUTOSCALER_OUTPUT:-/tmp/autoscaler-compose-test}"
 export AUTOSCALER_IMAGE="autoscaler:local" AUTOSCALER_COMPOSE_OVERRIDE="docker-compose.local.yml"
+# The Swarm's routing mesh needs IPVS; without it (VMs and sandboxes like this one) the stack runs
+# with DNS round-robin and host-mode ports (docker-compose.no-ipvs.yml).
+STACK_OVERRIDE="docker-compose.local.yml"
+if [ ! -e /proc/net/ip_vs ] && ! modprobe -q ip_vs 2>/dev/null; then
+    STACK_OVERRIDE="docker-compose.local.yml docker-compose.no-ipvs.yml"
+    say "no IPVS in this kernel: the stack adds docker-compose.no-ipvs.yml"
+fi
 export AUTOSCALER_STACK="${AUTOSCALER_STACK:-autoscaler}"
 # Fast enough for a test: 5 s polls, short cooldowns, a low SLA and a small cap.
 export POLL_INTERVAL_SEC=5 COOLDOWN_UP_SEC=30 COOLDOWN_DOWN_SEC=600 STABILIZATION_SEC=600
 export SLA_P95_MS=100 WORKLOAD_WORK_MS=20 WORKLOAD_MAX_REPLICAS=3 RUST_LOG=warn
+# Host ports away from the defaults, so a Prometheus or demo of someone else on this host
+# does not collide with the test's.
+export PROMETHEUS_PORT="${PROMETHEUS_PORT:-19090}" GRAFANA_PORT="${GRAFANA_PORT:-13000}" \
+    WORKLOAD_PORT="${WORKLOAD_PORT:-18080}"
 STACK="$AUTOSCALER_STACK"
 SCALER="${STACK}_authoritative-scaler"
 WORKLOAD="${STACK}_front-end"
-PROM="http://127.0.0.1:9090"
+PROM="http://127.0.0.1:$PROMETHEUS_PORT"
 rm -rf "$AUTOSCALER_OUTPUT" && mkdir -p "$AUTOSCALER_OUTPUT"
-cleanup() { scripts/stop-all.sh >/dev/null 2>&1 || true; }
+LOAD="${STACK}-load"
+stop_load() { docker service rm "$LOAD" >/dev/null 2>&1 || true; }
+cleanup() { stop_load; scripts/stop-all.sh >/dev/null 2>&1 || true; }
 trap cleanup EXIT
 
 # --- 1. validation --------------------------------------------------------------------------------
 t=$(date +%s)
-for files in "-f docker-compose.ml.yml" "-f docker-compose.ml.yml -f docker-compose.local.yml"; do
+for files in "-f docker-compose.ml.yml" "-f docker-compose.ml.yml -f docker-compose.local.yml" \
+    "-f docker-compose.ml.yml -f docker-compose.local.yml -f docker-compose.no-ipvs.yml"; do
     # shellcheck disable=SC2086
     docker-compose $files config -q
     say "docker-compose $(docker-compose version --short) config: $files ok"
@@ -61,7 +79,8 @@ for files in "-f docker-compose.ml.yml" "-f docker-compose.ml.yml -f docker-comp
     fi
 done
 if docker stack config --help >/dev/null 2>&1; then
-    docker stack config -c docker-compose.ml.yml -c docker-compose.local.yml >/dev/null
+    docker stack config -c docker-compose.ml.yml >/dev/null
+    docker stack config -c docker-compose.ml.yml -c docker-compose.local.yml -c docker-compose.no-ipvs.yml >/dev/null
     say "docker stack config ($(docker version --format '{{.Client.Version}}')): ok"
 else
     say "docker stack config unavailable (CLI < 23): deploying a scratch stack instead"
@@ -80,7 +99,7 @@ app_size="$(docker image inspect --format '{{.Size}}' "$AUTOSCALER_IMAGE")"
 # --- 3. production on the Swarm -----------------------------------------------------------------
 scripts/stop-all.sh >/dev/null
 t=$(date +%s)
-DEPLOY=stack scripts/start-production.sh
+DEPLOY=stack AUTOSCALER_COMPOSE_OVERRIDE="$STACK_OVERRIDE" scripts/start-production.sh
 wait_for() { # description, timeout s, command…
     local what="$1" limit="$2"; shift 2
     local t0; t0=$(date +%s)
@@ -109,21 +128,27 @@ decided() { docker service logs "$SCALER" 2>/dev/null | grep -q "^.*decision #\|
 wait_for "the scaler decides" 180 decided
 lap first_decision "$t"
 
-# A bounded load on 127.0.0.1 only: 16 closed-loop clients for at most 240 s, stopped as soon
-# as the workload is scaled (capacity ~50 rps at 20 ms of CPU a request on one worker).
-load_pids=()
-for i in $(seq 1 16); do
-    ( end=$(( $(date +%s) + 240 )); while [ "$(date +%s)" -lt "$end" ]; do
-        curl -s -o /dev/null --max-time 5 "http://127.0.0.1:8080/catalogue" || sleep 0.2; done ) &
-    load_pids+=($!)
-done
+# A bounded load inside the stack's network: 16 closed-loop clients for at most 240 s, removed
+# as soon as the workload is scaled (capacity ~50 rps at 20 ms of CPU a request on one worker).
+# bash's /dev/tcp from the autoscaler image itself (busybox's static wget cannot resolve names).
+docker service create --detach --quiet --name "$LOAD" --network "${STACK}_default" \
+    --restart-condition none --no-healthcheck --entrypoint bash --env "TARGET=tasks.$WORKLOAD" \
+    "$AUTOSCALER_IMAGE" -c '
+        end=$(( $(date +%s) + 240 ))
+        for i in $(seq 1 16); do
+            ( while [ "$(date +%s)" -lt "$end" ]; do
+                { exec 3<>"/dev/tcp/$TARGET/8080" &&
+                  printf "GET /catalogue HTTP/1.0\r\nHost: front-end\r\n\r\n" >&3 &&
+                  timeout 5 cat <&3 >/dev/null; exec 3<&-; } 2>/dev/null || sleep 0.2
+              done ) &
+        done
+        wait' >/dev/null
 t=$(date +%s)
 scaled() { [ "$(docker service inspect "$WORKLOAD" --format '{{.Spec.Mode.Replicated.Replicas}}')" -gt 1 ]; }
 ok_scaled=0
 wait_for "the scaler scales $WORKLOAD above 1 replica" 240 scaled && ok_scaled=1
 lap scale_up "$t"
-kill "${load_pids[@]}" 2>/dev/null || true
-wait "${load_pids[@]}" 2>/dev/null || true
+stop_load
 docker service logs --raw "$SCALER" >"$AUTOSCALER_OUTPUT/authoritative-scaler.log" 2>&1 || true
 # The first block that changes something, as `docker service logs` shows it.
 awk '/^SCALING DECISION #/ {b=1; print prev} b {print} b && r && /^=+$/ {exit} b && /Replicas:/ {r=1} {prev=$0}' \
@@ -151,7 +176,7 @@ csv="$AUTOSCALER_OUTPUT/sockshop_metrics.csv"
 rows() { [ "$(( $(wc -l <"$csv" 2>/dev/null || echo 1) - 1 ))" -ge "$1" ]; }
 # Some traffic so the rows measure something.
 ( end=$(( $(date +%s) + 40 )); while [ "$(date +%s)" -lt "$end" ]; do
-    curl -s -o /dev/null --max-time 5 "http://127.0.0.1:8080/" || sleep 0.5; sleep 0.05; done ) &
+    curl -s -o /dev/null --max-time 5 "http://127.0.0.1:$WORKLOAD_PORT/" || sleep 0.5; sleep 0.05; done ) &
 dev_load=$!
 wait_for "3 rows in sockshop_metrics.csv (development mode, docker-compose)" 150 rows 3
 kill "$dev_load" 2>/dev/null || true

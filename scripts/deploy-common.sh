@@ -98,8 +98,8 @@ start_stack() {
         echo "started: compose project \`$STACK\` in $mode mode ($(compose_cmd) -f $COMPOSE_FILE_MAIN ps)"
         echo "  decisions:   $(compose_cmd) -f $COMPOSE_FILE_MAIN logs -f authoritative-scaler"
     fi
-    echo "  Prometheus:  http://127.0.0.1:9090    Grafana: http://127.0.0.1:3000 (dashboards: Autoscaler)"
-    echo "  workload:    http://127.0.0.1:8080    (front-end, labelled autoscaler.enable=true)"
+    echo "  Prometheus:  http://127.0.0.1:${PROMETHEUS_PORT:-9090}    Grafana: http://127.0.0.1:${GRAFANA_PORT:-3000} (dashboards: Autoscaler)"
+    echo "  workload:    http://127.0.0.1:${WORKLOAD_PORT:-8080}    (front-end, labelled autoscaler.enable=true)"
     if [ "$mode" = "development" ]; then
         echo "  metrics CSV: output/sockshop_metrics.csv (a row per service every \${POLL_INTERVAL_SEC:-30} s)"
     else
