@@ -59,6 +59,9 @@ STACK="$AUTOSCALER_STACK"
 SCALER="${STACK}_authoritative-scaler"
 WORKLOAD="${STACK}_front-end"
 PROM="http://127.0.0.1:$PROMETHEUS_PORT"
+# Every stop removes the volumes too: the stack and the compose project share volume names
+# (<project>_prometheus-data), and a phase must not read the last one's Prometheus series.
+export STOP_VOLUMES=1
 rm -rf "$AUTOSCALER_OUTPUT" && mkdir -p "$AUTOSCALER_OUTPUT"
 LOAD="${STACK}-load"
 stop_load() { docker service rm "$LOAD" >/dev/null 2>&1 || true; }
@@ -158,11 +161,20 @@ grep -q "SCALING DECISION" "$AUTOSCALER_OUTPUT/authoritative-scaler.log" || {
     say "FAIL: no decision block in the scaler's log"; exit 1; }
 cat "$AUTOSCALER_OUTPUT/decision-block.txt" >&2
 
+# Rows of a CSV, and rows with a value in column $2 (by header name).
+csv_rows() {
+    python3 - "$1" "$2" <<'PY' 2>/dev/null || echo "0 0"
+import csv, sys
+with open(sys.argv[1], newline="") as f:
+    rows = list(csv.DictReader(f))
+print(len(rows), sum(1 for r in rows if r.get(sys.argv[2])))
+PY
+}
 for m in xgboost random_forest logistic_regression; do
     f="$AUTOSCALER_OUTPUT/predictions_$m.csv"
-    rows=$(( $(wc -l <"$f" 2>/dev/null || echo 1) - 1 ))
-    [ "$rows" -gt 0 ] || { say "FAIL: $f has no rows"; exit 1; }
-    say "predictions_$m.csv: $rows rows"
+    read -r rows voted <<<"$(csv_rows "$f" prediction)"
+    [ "$voted" -gt 0 ] || { say "FAIL: $f: $rows rows, none with a prediction"; exit 1; }
+    say "predictions_$m.csv: $rows rows, $voted with a prediction (the rest abstained, reason given)"
 done
 # Let Prometheus scrape the latest counters, then check every dashboard query.
 sleep 6
@@ -173,15 +185,16 @@ scripts/stop-all.sh
 t=$(date +%s)
 COMPOSE=docker-compose DEPLOY=compose scripts/start-development.sh
 csv="$AUTOSCALER_OUTPUT/sockshop_metrics.csv"
-rows() { [ "$(( $(wc -l <"$csv" 2>/dev/null || echo 1) - 1 ))" -ge "$1" ]; }
+# Rows that measured something (the first polls, before Prometheus has two scrapes, have none).
+rows() { local n m; read -r n m <<<"$(csv_rows "$csv" request_rate_rps)"; [ "$m" -ge "$1" ]; }
 # Some traffic so the rows measure something.
-( end=$(( $(date +%s) + 40 )); while [ "$(date +%s)" -lt "$end" ]; do
+( end=$(( $(date +%s) + 150 )); while [ "$(date +%s)" -lt "$end" ]; do
     curl -s -o /dev/null --max-time 5 "http://127.0.0.1:$WORKLOAD_PORT/" || sleep 0.5; sleep 0.05; done ) &
 dev_load=$!
-wait_for "3 rows in sockshop_metrics.csv (development mode, docker-compose)" 150 rows 3
+wait_for "3 rows with a request rate in sockshop_metrics.csv (development mode, docker-compose)" 150 rows 3
 kill "$dev_load" 2>/dev/null || true
 lap development "$t"
-head -n 3 "$csv" >&2
+grep -v ',front-end,,' "$csv" | head -n 3 >&2
 
 # --- 5. stop ----------------------------------------------------------------------------------------
 t=$(date +%s)

@@ -58,6 +58,8 @@ pub async fn run(a: InferenceArgs, shutdown: CancellationToken) -> anyhow::Resul
     cfg.predictions_dir = a.predictions_dir.clone();
     cfg.predictions_max_bytes = a.predictions_max_bytes;
     a.metrics.start(&shutdown).await;
+    // "Dead letters" reads 0, not "no data", until the first vector is dead-lettered.
+    autoscaler_telemetry::watch_dead_letters(&cfg.metrics_topic);
     let deps = InferenceDeps {
         bus,
         model: Arc::from(model),

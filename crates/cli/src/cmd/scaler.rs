@@ -86,6 +86,8 @@ pub async fn run(a: ScalerArgs, shutdown: CancellationToken) -> anyhow::Result<(
     cfg.decisions_topic = a.bus.decisions_topic.clone();
     let bus = standalone_bus(&a.bus, true).await?;
     a.metrics.start(&shutdown).await;
+    // "Dead letters" reads 0, not "no data", until the first vote is dead-lettered.
+    autoscaler_telemetry::watch_dead_letters(&cfg.votes_topic);
     autoscaler_scaler::run(cfg, ScalerDeps { bus, actuator }, shutdown).await?;
     Ok(())
 }
