@@ -67,6 +67,8 @@ impl Names {
             .env("DECISIONS_TOPIC", self.decisions())
             .env("KAFKA_GROUP_PREFIX", format!("{}-", self.suffix))
             .env("MODELS_DIR", models_dir())
+            // The replay runs ahead of this host's clock: votes are checked against its own.
+            .env("AUTOSCALER_CLOCK", "replay")
             // Consumer-group rebalances (a replica joining, a scaler restarting) pause delivery
             // for seconds on a loaded 2-core machine: give the ballots room.
             .env("DECISION_WINDOW_SEC", "20")

@@ -23,6 +23,17 @@ pub enum ActuatorError {
     /// Retrying will not help (bad request, forbidden, invalid replica count).
     #[error("actuation refused: {0}")]
     Refused(String),
+    /// The replica count is not the one the decision was made on (somebody scaled the service
+    /// in between): nothing was changed; the next vector decides again on the fresh count.
+    #[error("replicas of `{service}` are {found}, not the {expected} the decision was made on")]
+    Conflict {
+        /// The service.
+        service: String,
+        /// The count the decision was made on.
+        expected: u32,
+        /// The count found.
+        found: u32,
+    },
     /// The service's policy (labels, policy file) does not parse or contradicts itself; the
     /// service is left alone until it is fixed.
     #[error("bad policy for `{service}`: {}", .problems.join("; "))]
@@ -41,15 +52,23 @@ impl ActuatorError {
     }
 }
 
-/// Reads and sets replica counts. Setting is idempotent: it sets the *desired* count.
+/// Reads and sets replica counts. Setting is a compare-and-set of the *desired* count: it
+/// changes `expected` to `target`, and refuses ([`ActuatorError::Conflict`]) when the count is no
+/// longer `expected` — a concurrent `docker service scale` is never overwritten by a decision
+/// made on the old count. Setting to a count already in place succeeds without a change.
 #[async_trait]
 pub trait Actuator: Send + Sync {
     /// A short name for logs (`simulated`, `dry-run`, `swarm`).
     fn name(&self) -> &'static str;
     /// The current (desired) replica count of `service`.
     async fn current(&self, service: &str) -> Result<u32, ActuatorError>;
-    /// Set the desired replica count of `service`.
-    async fn set_replicas(&self, service: &str, replicas: u32) -> Result<(), ActuatorError>;
+    /// Set the desired replica count of `service` from `expected` to `target`.
+    async fn set_replicas(
+        &self,
+        service: &str,
+        expected: u32,
+        target: u32,
+    ) -> Result<(), ActuatorError>;
     /// Whether the backend answers.
     async fn healthcheck(&self) -> Result<(), ActuatorError>;
     /// The service's own policy (bounds, SLA, strategy, dry-run), read fresh; fields it leaves
@@ -131,12 +150,26 @@ impl Actuator for SimulatedActuator {
         }
     }
 
-    async fn set_replicas(&self, service: &str, replicas: u32) -> Result<(), ActuatorError> {
+    async fn set_replicas(
+        &self,
+        service: &str,
+        expected: u32,
+        target: u32,
+    ) -> Result<(), ActuatorError> {
         let mut map = self.lock();
-        if self.only_known && !map.contains_key(service) {
-            return Err(ActuatorError::UnknownService(service.into()));
+        let found = match map.get(service) {
+            Some(n) => *n,
+            None if self.only_known => return Err(ActuatorError::UnknownService(service.into())),
+            None => self.initial_replicas,
+        };
+        if found != expected && found != target {
+            return Err(ActuatorError::Conflict {
+                service: service.into(),
+                expected,
+                found,
+            });
         }
-        map.insert(service.into(), replicas);
+        map.insert(service.into(), target);
         Ok(())
     }
 
@@ -195,8 +228,18 @@ impl Actuator for DryRunActuator {
         }
     }
 
-    async fn set_replicas(&self, service: &str, replicas: u32) -> Result<(), ActuatorError> {
-        tracing::info!(service, replicas, "dry-run: would set replicas");
+    async fn set_replicas(
+        &self,
+        service: &str,
+        expected: u32,
+        target: u32,
+    ) -> Result<(), ActuatorError> {
+        tracing::info!(
+            service,
+            from = expected,
+            to = target,
+            "dry-run: would set replicas"
+        );
         Ok(())
     }
 
@@ -227,8 +270,21 @@ mod tests {
     async fn simulated_registry_and_dry_run() {
         let sim = SimulatedActuator::new(2);
         assert_eq!(sim.current("a").await.unwrap(), 2);
-        sim.set_replicas("a", 5).await.unwrap();
+        sim.set_replicas("a", 2, 5).await.unwrap();
         assert_eq!(sim.current("a").await.unwrap(), 5);
+        // Somebody scaled it to 8 meanwhile: a decision made on 5 does not overwrite that.
+        sim.set_replicas("a", 5, 8).await.unwrap();
+        assert!(matches!(
+            sim.set_replicas("a", 5, 6).await,
+            Err(ActuatorError::Conflict {
+                expected: 5,
+                found: 8,
+                ..
+            })
+        ));
+        assert_eq!(sim.current("a").await.unwrap(), 8);
+        sim.set_replicas("a", 5, 8).await.unwrap();
+        sim.set_replicas("a", 8, 5).await.unwrap();
 
         let strict = SimulatedActuator::with_services(&[("a".into(), 1)]);
         assert!(matches!(
@@ -237,7 +293,7 @@ mod tests {
         ));
 
         let dry = DryRunActuator::wrapping(Arc::new(sim.clone()));
-        dry.set_replicas("a", 9).await.unwrap();
+        dry.set_replicas("a", 5, 9).await.unwrap();
         assert_eq!(
             dry.current("a").await.unwrap(),
             5,

@@ -34,6 +34,10 @@ pub const DEFAULT_COOLDOWN_UP_SECS: u64 = 300;
 pub const DEFAULT_COOLDOWN_DOWN_SECS: u64 = 240;
 /// Default scale-down stabilization window, seconds (Kubernetes HPA's default).
 pub const DEFAULT_STABILIZATION_SECS: u64 = 300;
+/// Longest cooldown or stabilization window accepted, seconds (one day).
+pub const MAX_DURATION_SECS: u64 = 86_400;
+/// Most replicas the envelope manages per service (and largest step).
+pub const MAX_REPLICAS_LIMIT: u32 = 10_000;
 
 /// Default fewest replicas of a managed service.
 pub const DEFAULT_MIN_REPLICAS: u32 = 1;
@@ -88,6 +92,22 @@ impl EnvelopeConfig {
         }
         if self.max_step == 0 {
             p.push("max step must be at least 1".into());
+        }
+        if self.max_replicas > MAX_REPLICAS_LIMIT || self.max_step > MAX_REPLICAS_LIMIT {
+            p.push(format!(
+                "max replicas and max step must be at most {MAX_REPLICAS_LIMIT}"
+            ));
+        }
+        for (name, v) in [
+            ("cooldown up", self.cooldown_up_secs),
+            ("cooldown down", self.cooldown_down_secs),
+            ("stabilization", self.stabilization_secs),
+        ] {
+            if v > MAX_DURATION_SECS {
+                p.push(format!(
+                    "{name} must be at most {MAX_DURATION_SECS} s, got {v}"
+                ));
+            }
         }
         p
     }
@@ -179,6 +199,9 @@ pub struct Proposal {
     pub stale: bool,
     /// The vector's metric time.
     pub at: DateTime<Utc>,
+    /// The clock's reading (wall clock; a replay's latest metric time). No time after it is
+    /// ever stored: a metric time ahead of it is recorded as `now`.
+    pub now: DateTime<Utc>,
     /// How urgent a scale-up is (sizes the step).
     pub severity: Severity,
 }
@@ -200,17 +223,48 @@ impl Outcome {
 }
 
 fn secs_since(now: DateTime<Utc>, then: Option<DateTime<Utc>>) -> Option<i64> {
+    // Two valid `DateTime`s always have a difference `TimeDelta` can hold.
     then.map(|t| (now - t).num_seconds())
+}
+
+fn secs(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+/// Bring every time of `state` that is after `now` back to `now` (a state poisoned by a
+/// far-future message, or a clock set back); drop stabilization entries that were after it.
+/// Returns whether anything changed.
+pub fn repair(state: &mut ServiceState, now: DateTime<Utc>) -> bool {
+    let mut changed = false;
+    for t in [&mut state.last_scale_up, &mut state.last_scale_down]
+        .into_iter()
+        .flatten()
+    {
+        if *t > now {
+            *t = now;
+            changed = true;
+        }
+    }
+    let before = state.recent.len();
+    state.recent.retain(|(t, _)| *t <= now);
+    changed || state.recent.len() != before
 }
 
 /// Apply the envelope to a proposal and update the service's state as if the outcome is carried
 /// out (the caller calls [`record_failure`] if actuation then fails).
+///
+/// Total: no input panics (checked time arithmetic, saturating counts), and no time after
+/// `p.now` is stored.
 pub fn apply(cfg: &EnvelopeConfig, state: &mut ServiceState, p: &Proposal) -> Outcome {
-    let window = chrono::Duration::seconds(cfg.stabilization_secs as i64);
+    repair(state, p.now);
+    let at = p.at.min(p.now);
+    let window = chrono::Duration::try_seconds(secs(cfg.stabilization_secs))
+        .unwrap_or(chrono::TimeDelta::MAX);
+    // An entry whose expiry cannot be computed is at the far end of time: dropped.
     while state
         .recent
         .front()
-        .is_some_and(|(t, _)| *t + window <= p.at)
+        .is_some_and(|(t, _)| t.checked_add_signed(window).is_none_or(|end| end <= at))
     {
         state.recent.pop_front();
     }
@@ -221,7 +275,7 @@ pub fn apply(cfg: &EnvelopeConfig, state: &mut ServiceState, p: &Proposal) -> Ou
             Verdict::NoAction => current,
             Verdict::ScaleDown => current.saturating_sub(1),
         };
-        state.recent.push_back((p.at, recommended));
+        state.recent.push_back((at, recommended));
     }
     let mut adj = Vec::new();
     let Some(current) = p.current else {
@@ -240,7 +294,7 @@ pub fn apply(cfg: &EnvelopeConfig, state: &mut ServiceState, p: &Proposal) -> Ou
     }
     if current < cfg.min_replicas {
         adj.push(format!("raised to min {}", cfg.min_replicas));
-        state.last_scale_up = Some(p.at);
+        state.last_scale_up = Some(at);
         return Outcome {
             to: Some(cfg.min_replicas),
             adjustments: adj,
@@ -248,24 +302,25 @@ pub fn apply(cfg: &EnvelopeConfig, state: &mut ServiceState, p: &Proposal) -> Ou
     }
     if current > cfg.max_replicas {
         adj.push(format!("lowered to max {}", cfg.max_replicas));
-        state.last_scale_down = Some(p.at);
+        state.last_scale_down = Some(at);
         return Outcome {
             to: Some(cfg.max_replicas),
             adjustments: adj,
         };
     }
-    let since_up = secs_since(p.at, state.last_scale_up);
-    let since_down = secs_since(p.at, state.last_scale_down);
+    let since_up = secs_since(at, state.last_scale_up);
+    let since_down = secs_since(at, state.last_scale_down);
+    let (cool_up, cool_down) = (secs(cfg.cooldown_up_secs), secs(cfg.cooldown_down_secs));
     let to = match p.verdict {
         Verdict::NoAction => current,
         Verdict::ScaleUp => {
             if current >= cfg.max_replicas {
                 adj.push(format!("at max {}", cfg.max_replicas));
                 current
-            } else if let Some(s) = since_up.filter(|s| *s < cfg.cooldown_up_secs as i64) {
+            } else if let Some(s) = since_up.filter(|s| *s < cool_up) {
                 adj.push(format!(
                     "cooldown: {} s left after scale-up",
-                    cfg.cooldown_up_secs as i64 - s
+                    cool_up.saturating_sub(s)
                 ));
                 current
             } else {
@@ -279,7 +334,7 @@ pub fn apply(cfg: &EnvelopeConfig, state: &mut ServiceState, p: &Proposal) -> Ou
                 if want > cfg.max_replicas {
                     adj.push(format!("clamped to max {}", cfg.max_replicas));
                 }
-                state.last_scale_up = Some(p.at);
+                state.last_scale_up = Some(at);
                 want.min(cfg.max_replicas)
             }
         }
@@ -287,16 +342,16 @@ pub fn apply(cfg: &EnvelopeConfig, state: &mut ServiceState, p: &Proposal) -> Ou
             if current <= cfg.min_replicas {
                 adj.push(format!("at min {}", cfg.min_replicas));
                 current
-            } else if let Some(s) = since_up.filter(|s| *s < cfg.cooldown_up_secs as i64) {
+            } else if let Some(s) = since_up.filter(|s| *s < cool_up) {
                 adj.push(format!(
                     "cooldown: {} s left after scale-up",
-                    cfg.cooldown_up_secs as i64 - s
+                    cool_up.saturating_sub(s)
                 ));
                 current
-            } else if let Some(s) = since_down.filter(|s| *s < cfg.cooldown_down_secs as i64) {
+            } else if let Some(s) = since_down.filter(|s| *s < cool_down) {
                 adj.push(format!(
                     "cooldown: {} s left after scale-down",
-                    cfg.cooldown_down_secs as i64 - s
+                    cool_down.saturating_sub(s)
                 ));
                 current
             } else if let Some(highest) = state
@@ -312,7 +367,7 @@ pub fn apply(cfg: &EnvelopeConfig, state: &mut ServiceState, p: &Proposal) -> Ou
                 ));
                 current
             } else {
-                state.last_scale_down = Some(p.at);
+                state.last_scale_down = Some(at);
                 current - 1
             }
         }
@@ -344,6 +399,7 @@ mod tests {
             current,
             stale: false,
             at: t(at),
+            now: t(at),
             severity: Severity::default(),
         }
     }

@@ -19,6 +19,7 @@
 
 pub mod actuator;
 pub mod envelope;
+pub mod lease;
 pub mod policy;
 pub mod store;
 pub mod swarm;
@@ -28,10 +29,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use autoscaler_bus::{dead_letter, Bus, BusError, Outgoing};
+use autoscaler_bus::{dead_letter_retrying, publish_retrying, Bus, BusError, Outgoing};
 use autoscaler_contract::{
-    decode, encode, Decision, Verdict, Vote, VoteSummary, DECISIONS_TOPIC, SCHEMA_VERSION,
-    VOTES_TOPIC,
+    decode, encode, ClockMode, ContractError, Decision, SkewCheck, Verdict, Vote, VoteSummary,
+    DECISIONS_TOPIC, DEFAULT_MAX_SKEW_SECS, SCHEMA_VERSION, VOTES_TOPIC,
 };
 use autoscaler_voting::{
     safe_one_fewer, tally, BallotBox, ModelBallot, Offer, Ready, VotingConfig,
@@ -40,12 +41,20 @@ use tokio_util::sync::CancellationToken;
 
 pub use actuator::{Actuator, ActuatorError, DryRunActuator, SimulatedActuator};
 pub use envelope::{EnvelopeConfig, ServiceState, Severity};
+pub use lease::{Lease, LeaseError};
 pub use policy::{PolicyFile, ServicePolicy};
 pub use store::{Store, StoreError};
 pub use swarm::{SwarmActuator, SwarmConfig};
 
+/// Failed publications of one outbox entry before it is quarantined (moved to the store's
+/// `quarantine` table and reported at ERROR): a decision that can never be published must not
+/// fail every start.
+pub const OUTBOX_RETRY_BUDGET: u32 = 3;
+
 /// Default decision window, seconds.
 pub const DEFAULT_DECISION_WINDOW_SECS: u64 = 5;
+/// Longest decision window accepted, seconds.
+pub const MAX_DECISION_WINDOW_SECS: u64 = 600;
 
 /// The scaler's consumer group on the votes topic. Over Kafka it is read by explicit assignment
 /// of every partition (`KafkaConfig::exclusive_groups`): the scaler is the only one of its kind.
@@ -74,6 +83,13 @@ pub struct ScalerConfig {
     /// Print every decision on stdout (the standalone scaler): the seed's block when it changes
     /// something, one line otherwise (`autoscaler_telemetry::block::print_decision`).
     pub print_decisions: bool,
+    /// The clock votes are checked against: the wall clock in production, the log's own time in
+    /// a replay ([`ClockMode`]).
+    pub clock: ClockMode,
+    /// A vote whose metric time is more than this behind the clock is *stale*: its vector is
+    /// decided as a hold ("stale vote"), never an action; more than this ahead, it is
+    /// dead-lettered (a bad clock).
+    pub max_skew_secs: u64,
 }
 
 impl ScalerConfig {
@@ -89,6 +105,8 @@ impl ScalerConfig {
             dry_run: false,
             state_db: None,
             print_decisions: false,
+            clock: ClockMode::Wall,
+            max_skew_secs: DEFAULT_MAX_SKEW_SECS,
         }
     }
 
@@ -104,6 +122,12 @@ impl ScalerConfig {
         if self.decision_window.is_zero() {
             p.push("decision window must be greater than 0".into());
         }
+        if self.decision_window > Duration::from_secs(MAX_DECISION_WINDOW_SECS) {
+            p.push(format!(
+                "decision window must be at most {MAX_DECISION_WINDOW_SECS} s"
+            ));
+        }
+        p.extend(SkewCheck::new(self.clock, self.max_skew_secs).problems());
         p
     }
 }
@@ -123,7 +147,7 @@ pub enum ScalerError {
     #[error("invalid scaler configuration: {}", .0.join("; "))]
     Config(Vec<String>),
     /// The bus failed.
-    #[error("bus: {0}")]
+    #[error("bus")]
     Bus(#[from] BusError),
     /// The state store failed: the scaler stops rather than act on state it cannot keep.
     #[error(transparent)]
@@ -149,6 +173,19 @@ pub struct ScalerReport {
     pub dead_letters: u64,
     /// Decisions of a previous run published at start (it had stopped before publishing them).
     pub republished: u64,
+    /// Vectors decided as a hold because a vote was older than the allowed skew.
+    pub stale_holds: u64,
+    /// Dead-letter copies that could not be published (after retries; the originals stay in
+    /// the votes topic at the logged offsets).
+    pub dead_letter_failures: u64,
+    /// Decisions whose publication failed for good (kept in the outbox, then quarantined).
+    pub publish_failures: u64,
+    /// Outbox entries quarantined after their retry budget (each one is logged at ERROR).
+    pub quarantined: u64,
+    /// Actuations refused because the replica count changed since it was read.
+    pub conflicts: u64,
+    /// Decisions held because this instance did not hold the lease (a standby).
+    pub lease_holds: u64,
     /// What the ballot box saw.
     pub ballot: autoscaler_voting::BoxCounters,
 }
@@ -161,6 +198,11 @@ struct Scaler {
     store: Option<Store>,
     /// The last policy problem reported per service (logged once, not at every decision).
     policy_problems: HashMap<String, String>,
+    /// The clock votes are checked against.
+    skew: SkewCheck,
+    /// Exactly one scaler acts: the lease it must hold to actuate (`None`: it is alone).
+    lease: Option<Arc<dyn Lease>>,
+    shutdown: CancellationToken,
 }
 
 /// Run the scaler until `shutdown` is cancelled or the bus closes.
@@ -169,23 +211,52 @@ pub async fn run(
     deps: ScalerDeps,
     shutdown: CancellationToken,
 ) -> Result<ScalerReport, ScalerError> {
+    run_with_lease(cfg, deps, None, shutdown).await
+}
+
+/// [`run`], acting only while holding `lease` ([`lease`]): without it the scaler stays up,
+/// reads and decides, but every decision is a hold ("standby") and nothing is actuated; the
+/// lease is confirmed against its log right before every actuation.
+pub async fn run_with_lease(
+    cfg: ScalerConfig,
+    deps: ScalerDeps,
+    lease: Option<Arc<dyn Lease>>,
+    shutdown: CancellationToken,
+) -> Result<ScalerReport, ScalerError> {
     let problems = cfg.problems();
     if !problems.is_empty() {
         return Err(ScalerError::Config(problems));
     }
     let mut sub = deps.bus.subscribe(&cfg.votes_topic, &cfg.group).await?;
+    let recv_backoff_new = || {
+        autoscaler_bus::Backoff::new(
+            Duration::from_millis(200),
+            autoscaler_bus::OUTAGE_BACKOFF_MAX,
+        )
+    };
+    let mut recv_backoff = recv_backoff_new();
+    let mut recv_failures = 0u64;
     let mut ballots = BallotBox::new(cfg.voting.expected.clone(), cfg.decision_window);
     let mut pending_acks: HashMap<autoscaler_contract::VectorId, Vec<autoscaler_bus::Delivery>> =
         HashMap::new();
     let (store, states) = restore(&cfg, &mut ballots)?;
     let origin = tokio::time::Instant::now();
+    if cfg.clock == ClockMode::Replay {
+        tracing::warn!(
+            max_skew_secs = cfg.max_skew_secs,
+            "replay clock: votes are checked against the log's own time, not this host's clock"
+        );
+    }
     let mut s = Scaler {
+        skew: SkewCheck::new(cfg.clock, cfg.max_skew_secs),
         cfg,
         deps,
         states,
         report: ScalerReport::default(),
         store,
         policy_problems: HashMap::new(),
+        lease,
+        shutdown: shutdown.clone(),
     };
     s.publish_outbox().await?;
     tracing::info!(strategy = %s.cfg.voting.strategy, actuator = s.deps.actuator.name(),
@@ -199,9 +270,11 @@ pub async fn run(
             _ = sleep_until_opt(deadline) => {
                 for ready in ballots.expire(origin.elapsed()) {
                     let id = ready.vector_id.clone();
-                    s.decide(ready).await?;
-                    for d in pending_acks.remove(&id).unwrap_or_default() {
-                        sub.ack(&d).await?;
+                    let acks = pending_acks.remove(&id).unwrap_or_default();
+                    if s.decide(ready).await? {
+                        for d in acks {
+                            sub.ack(&d).await?;
+                        }
                     }
                 }
             }
@@ -210,24 +283,42 @@ pub async fn run(
                 let delivery = match msg {
                     Ok(d) => d,
                     Err(e) if e.is_retryable() => {
-                        tracing::warn!(error = %e, "receiving votes failed; retrying");
-                        tokio::time::sleep(Duration::from_millis(200)).await;
+                        recv_failures += 1;
+                        if recv_failures % 10 == 1 {
+                            tracing::warn!(error = %e, failures = recv_failures,
+                                "receiving votes failed; waiting for the broker");
+                        }
+                        tokio::time::sleep(recv_backoff.next_delay()).await;
                         continue;
                     }
                     Err(e) => return Err(e.into()),
                 };
-                let vote = decode::<Vote>(&delivery.payload).and_then(|v| v.validate().map(|_| v));
+                if recv_failures > 0 {
+                    tracing::info!(failures = recv_failures, "receiving votes again");
+                    recv_failures = 0;
+                    recv_backoff = recv_backoff_new();
+                }
+                let vote = decode::<Vote>(&delivery.payload)
+                    .and_then(|v| v.validate().map(|_| v))
+                    .and_then(|v| s.check_time(&v).map(|_| v));
                 match vote {
                     Err(e) => {
-                        dead_letter(s.deps.bus.as_ref(), &delivery, &e.to_string()).await?;
+                        if !dead_letter_retrying(s.deps.bus.as_ref(), &delivery, &e.to_string()).await {
+                            s.report.dead_letter_failures += 1;
+                        }
                         s.report.dead_letters += 1;
                     }
                     Ok(vote) => {
                         let (id, model) = (vote.vector_id.clone(), vote.model);
                         match ballots.offer(vote, origin.elapsed()) {
                             Offer::Ready(ready) => {
-                                s.decide(ready).await?;
-                                for d in pending_acks.remove(&id).unwrap_or_default() {
+                                let acks = pending_acks.remove(&id).unwrap_or_default();
+                                if !s.decide(ready).await? {
+                                    // Stopping before the decision was published: nothing is
+                                    // acknowledged, a restart redelivers the votes.
+                                    continue;
+                                }
+                                for d in acks {
                                     sub.ack(&d).await?;
                                 }
                             }
@@ -279,7 +370,18 @@ fn restore(
     for id in decided {
         ballots.mark_decided(id);
     }
-    let states = store.load_states()?;
+    let mut states = store.load_states()?;
+    if cfg.clock == ClockMode::Wall {
+        // A time ahead of the clock (a far-future vote before the skew check was two-sided, a
+        // clock set back) would hold a cooldown for ever: brought back to now, and saved.
+        let now = chrono::Utc::now();
+        for (service, state) in states.iter_mut() {
+            if envelope::repair(state, now) {
+                tracing::warn!(service, "stored state was ahead of the clock: repaired");
+                store.save_state(service, state)?;
+            }
+        }
+    }
     tracing::info!(
         path = store.path(),
         decided = n,
@@ -297,7 +399,52 @@ async fn sleep_until_opt(deadline: Option<tokio::time::Instant>) {
 }
 
 impl Scaler {
-    async fn decide(&mut self, ready: Ready) -> Result<(), ScalerError> {
+    /// The clock's reading: the wall clock, or in a replay the latest metric time accepted.
+    fn clock_now(&self) -> chrono::DateTime<chrono::Utc> {
+        let wall = chrono::Utc::now();
+        self.skew.now(wall).unwrap_or(wall)
+    }
+
+    /// A vote ahead of the clock by more than the skew is refused (dead-lettered); one older
+    /// than the skew is accepted and its vector decided as a hold ("stale vote").
+    fn check_time(&mut self, v: &Vote) -> Result<(), ContractError> {
+        match self.skew.check(chrono::Utc::now(), v.metric_time) {
+            Ok(()) | Err(ContractError::TooOld { .. }) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Why the votes of one vector cannot be acted on, if they cannot: one is older than the
+    /// allowed skew now, or they disagree on the replicas they were cast at.
+    fn ballot_problem(&self, votes: &[Vote]) -> Option<String> {
+        let now = self.clock_now();
+        if let Some(oldest) = votes.iter().map(|v| v.metric_time).min() {
+            let age = (now - oldest).num_milliseconds() as f64 / 1000.0;
+            if age > self.cfg.max_skew_secs as f64 {
+                return Some(format!(
+                    "held: stale vote: {age:.0} s old, older than the allowed skew of {} s",
+                    self.cfg.max_skew_secs
+                ));
+            }
+        }
+        let replicas: std::collections::BTreeSet<u32> =
+            votes.iter().filter_map(|v| v.replicas).collect();
+        if replicas.len() > 1 {
+            return Some(format!(
+                "held: the votes disagree on replicas ({})",
+                replicas
+                    .iter()
+                    .map(u32::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+        None
+    }
+
+    /// Decide one vector, act on it and publish the decision. `Ok(false)` when stopping before
+    /// the decision could be published (its votes must not be acknowledged).
+    async fn decide(&mut self, ready: Ready) -> Result<bool, ScalerError> {
         let Ready {
             vector_id,
             mut votes,
@@ -307,7 +454,19 @@ impl Scaler {
         let first = &votes[0];
         let (service, metric_time) = (first.service.clone(), first.metric_time);
         let vector_published = first.timestamp;
+        let voted_at = votes.iter().find_map(|v| v.replicas);
         let actuator = self.deps.actuator.clone();
+        let ballot_problem = self.ballot_problem(&votes);
+        if ballot_problem
+            .as_deref()
+            .is_some_and(|p| p.starts_with("held: stale vote"))
+        {
+            self.report.stale_holds += 1;
+        }
+        let standby = match &self.lease {
+            Some(l) if !l.is_held() => Some(format!("held: standby ({})", l.describe())),
+            _ => None,
+        };
 
         // The service's own policy, read fresh. A policy that is broken (or a service that is
         // not managed) holds this service only; an unreachable backend is "replicas unknown".
@@ -326,6 +485,11 @@ impl Scaler {
             Err(e) => (ServicePolicy::default(), None, Some(format!("held: {e}"))),
         };
         self.note_policy(&service, held.as_deref());
+        let policy_held = held.is_some();
+        if held.is_none() && ballot_problem.is_none() && standby.is_some() {
+            self.report.lease_holds += 1;
+        }
+        let held = held.or(ballot_problem).or(standby);
         let envelope_cfg = self
             .cfg
             .envelope
@@ -338,7 +502,7 @@ impl Scaler {
 
         let ballots: Vec<ModelBallot> = votes.iter().map(ModelBallot::from).collect();
         let t = tally(&voting, &ballots);
-        let verdict = if t.scale_up {
+        let mut verdict = if t.scale_up {
             Verdict::ScaleUp
         } else if safe_one_fewer(&voting, &ballots) {
             Verdict::ScaleDown
@@ -359,6 +523,18 @@ impl Scaler {
                 }
             }
         };
+        let mut live_count_note = None;
+        if let (Verdict::ScaleDown, Some(c), Some(r)) = (verdict, current, voted_at) {
+            if c != r {
+                // The models judged one replica fewer than the count they saw; the service runs
+                // another count now: their judgement does not apply.
+                verdict = Verdict::NoAction;
+                live_count_note = Some(format!(
+                    "no scale-down: the votes judged {r} replicas, the service runs {c}"
+                ));
+            }
+        }
+        let now = self.clock_now();
         let state = self.states.entry(service.clone()).or_default();
         let before = state.clone();
         let outcome = match &held {
@@ -375,11 +551,13 @@ impl Scaler {
                     current,
                     stale,
                     at: metric_time,
+                    now,
                     severity,
                 },
             ),
         };
         let mut adjustments = outcome.adjustments.clone();
+        adjustments.extend(live_count_note);
         if let Some(e) = read_error {
             adjustments.push(format!("replicas could not be read: {e}"));
         }
@@ -397,15 +575,48 @@ impl Scaler {
                 if let Some(store) = &self.store {
                     store.save_state(&service, state)?;
                 }
-                match actuator.set_replicas(&service, to).await {
-                    Ok(()) => acted = true,
-                    Err(e) => {
+                let from = current.expect("a change has a current count");
+                // Re-checked against the lease's log right before acting: a scaler that lost
+                // it since the decision started (a partition, a pause) changes nothing.
+                let confirmed = match &self.lease {
+                    None => Ok(None),
+                    Some(l) => l.confirm().await.map(Some),
+                };
+                match confirmed {
+                    Ok(Some(None)) | Err(_) => {
                         envelope::record_failure(&before, state);
-                        self.report.actuation_failures += 1;
-                        autoscaler_telemetry::record_actuator_error(&service);
-                        tracing::error!(service, to, error = %e, "actuation failed");
-                        adjustments.push(format!("actuation failed: {e}"));
+                        self.report.lease_holds += 1;
+                        let why = match &confirmed {
+                            Err(e) => format!("held: the lease could not be confirmed: {e}"),
+                            _ => "held: the lease was lost before acting".to_string(),
+                        };
+                        tracing::warn!(service, to, reason = %why, "not acting");
+                        adjustments.push(why);
                     }
+                    Ok(_) => match actuator.set_replicas(&service, from, to).await {
+                        Ok(()) => acted = true,
+                        Err(ActuatorError::Conflict { found, .. }) => {
+                            envelope::record_failure(&before, state);
+                            self.report.conflicts += 1;
+                            tracing::warn!(
+                                service,
+                                expected = from,
+                                found,
+                                to,
+                                "replicas changed since they were read; not acting"
+                            );
+                            adjustments.push(format!(
+                                "refused: replicas changed from {from} to {found} since they were read; the next vector decides again"
+                            ));
+                        }
+                        Err(e) => {
+                            envelope::record_failure(&before, state);
+                            self.report.actuation_failures += 1;
+                            autoscaler_telemetry::record_actuator_error(&service);
+                            tracing::error!(service, to, error = %e, "actuation failed");
+                            adjustments.push(format!("actuation failed: {e}"));
+                        }
+                    },
                 }
             }
         }
@@ -460,9 +671,10 @@ impl Scaler {
             adjustments,
             acted,
             dry_run,
-        };
+        }
+        .bounded();
         tracing::debug!(vector = %vector_id, service, decision = ?verdict, acted, "decided");
-        if held.is_some() {
+        if policy_held {
             self.report.policy_holds += 1;
         }
         // On disk before it is published: a restart never decides this vector again, and keeps
@@ -470,23 +682,34 @@ impl Scaler {
         if let Some(store) = &self.store {
             store.record(&decision, state)?;
         }
-        self.deps
-            .bus
-            .publish(Outgoing::new(
-                &self.cfg.decisions_topic,
-                service,
-                encode(&decision),
-            ))
-            .await?;
-        if let Some(store) = &self.store {
-            store.mark_published(&decision.vector_id)?;
-        }
         self.report.decisions += 1;
         autoscaler_telemetry::record_decision(&decision, vector_published);
         if self.cfg.print_decisions {
             autoscaler_telemetry::block::print_decision(self.report.decisions, &decision);
         }
-        Ok(())
+        let msg = Outgoing::new(&self.cfg.decisions_topic, service, encode(&decision));
+        match publish_retrying(self.deps.bus.as_ref(), msg, &self.shutdown).await {
+            Ok(true) => {
+                if let Some(store) = &self.store {
+                    store.mark_published(&decision.vector_id)?;
+                }
+                Ok(true)
+            }
+            Ok(false) => Ok(false),
+            Err(e) => {
+                // Not retryable (e.g. refused by the broker): the decision stays in the outbox,
+                // retried at the next start within its budget; the scaler goes on.
+                self.report.publish_failures += 1;
+                tracing::error!(vector = %decision.vector_id, error = %e,
+                    "decision not published; kept in the outbox");
+                if let Some(store) = &self.store {
+                    if store.note_publish_failure(&decision.vector_id, OUTBOX_RETRY_BUDGET)? {
+                        self.report.quarantined += 1;
+                    }
+                }
+                Ok(true)
+            }
+        }
     }
 
     /// Publish the decisions a previous run recorded but did not get to publish (it stopped
@@ -495,24 +718,39 @@ impl Scaler {
         let Some(store) = &self.store else {
             return Ok(());
         };
-        let pending = store.unpublished()?;
+        let pending = store.outbox()?;
         if !pending.is_empty() {
             tracing::warn!(
                 decisions = pending.len(),
                 "publishing decisions recorded before a crash"
             );
         }
-        for d in pending {
-            self.deps
-                .bus
-                .publish(Outgoing::new(
-                    &self.cfg.decisions_topic,
-                    &d.service,
-                    encode(&d),
-                ))
-                .await?;
-            store.mark_published(&d.vector_id)?;
-            self.report.republished += 1;
+        for row in pending {
+            let published = match row.decision {
+                Err(e) => Err(e),
+                Ok(d) => {
+                    let msg = Outgoing::new(&self.cfg.decisions_topic, &d.service, encode(&d));
+                    match publish_retrying(self.deps.bus.as_ref(), msg, &self.shutdown).await {
+                        Ok(true) => Ok(()),
+                        Ok(false) => return Ok(()),
+                        Err(e) => Err(e.to_string()),
+                    }
+                }
+            };
+            match published {
+                Ok(()) => {
+                    store.mark_published(&row.vector_id)?;
+                    self.report.republished += 1;
+                }
+                Err(e) => {
+                    self.report.publish_failures += 1;
+                    tracing::error!(vector = %row.vector_id, attempts = row.attempts + 1, error = %e,
+                        "outbox entry not published");
+                    if store.note_publish_failure(&row.vector_id, OUTBOX_RETRY_BUDGET)? {
+                        self.report.quarantined += 1;
+                    }
+                }
+            }
         }
         Ok(())
     }

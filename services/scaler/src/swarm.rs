@@ -312,12 +312,26 @@ impl Actuator for SwarmActuator {
         Ok(self.read(service).await?.policy)
     }
 
-    async fn set_replicas(&self, service: &str, replicas: u32) -> Result<(), ActuatorError> {
+    async fn set_replicas(
+        &self,
+        service: &str,
+        expected: u32,
+        replicas: u32,
+    ) -> Result<(), ActuatorError> {
         let mut attempt = 0;
         loop {
             attempt += 1;
             let m = self.read(service).await?;
             let current = m.replicas?;
+            if current != expected && current != replicas {
+                // Compare-and-set: somebody scaled it since the decision read it (also after a
+                // version conflict: the fresh read decides). Their count stands.
+                return Err(ActuatorError::Conflict {
+                    service: service.into(),
+                    expected,
+                    found: current,
+                });
+            }
             let (min, max) = (m.policy.min_replicas, m.policy.max_replicas);
             if min.is_some_and(|min| replicas < min) || max.is_some_and(|max| replicas > max) {
                 // The envelope should never ask this; if the labels changed since it decided,

@@ -286,7 +286,7 @@ async fn retries_a_concurrent_docker_service_update() {
             })
         }));
         actuator
-            .set_replicas(&name, 3)
+            .set_replicas(&name, 1, 3)
             .await
             .expect("scaled despite the conflict");
         assert!(fired.load(Ordering::SeqCst));
@@ -390,7 +390,7 @@ async fn leaves_unlabelled_and_badly_labelled_services_alone_and_manages_the_res
         }
         // The actuator itself refuses to touch what it does not manage.
         assert!(matches!(
-            actuator.set_replicas(&plain.name, 3).await,
+            actuator.set_replicas(&plain.name, 1, 3).await,
             Err(ActuatorError::UnknownService(_))
         ));
         let r = s.stop().await;

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context;
-use autoscaler_contract::ModelKind;
+use autoscaler_contract::{ClockMode, ModelKind, DEFAULT_CLOCK};
 use autoscaler_inference::{InferenceConfig, InferenceDeps, DEFAULT_MAX_SKEW_SECS};
 use autoscaler_telemetry::predictions::DEFAULT_PREDICTIONS_MAX_BYTES;
 use clap::Args;
@@ -38,6 +38,10 @@ pub struct InferenceArgs {
     #[arg(long = "predictions-max-bytes", env = "PREDICTIONS_MAX_BYTES",
           default_value_t = DEFAULT_PREDICTIONS_MAX_BYTES)]
     pub predictions_max_bytes: u64,
+    /// The clock vectors are checked against: `wall` in production, `replay` for a replayed log
+    /// with simulated time.
+    #[arg(long, env = "AUTOSCALER_CLOCK", default_value_t = DEFAULT_CLOCK)]
+    pub clock: ClockMode,
     /// The bus.
     #[command(flatten)]
     pub bus: BusArgs,
@@ -60,6 +64,7 @@ pub async fn run(a: InferenceArgs, shutdown: CancellationToken) -> anyhow::Resul
     a.metrics.start(&shutdown).await;
     // "Dead letters" reads 0, not "no data", until the first vector is dead-lettered.
     autoscaler_telemetry::watch_dead_letters(&cfg.metrics_topic);
+    cfg.clock = a.clock;
     let deps = InferenceDeps {
         bus,
         model: Arc::from(model),

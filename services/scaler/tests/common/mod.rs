@@ -27,7 +27,7 @@ pub fn votes(id: &str, service: &str, at_secs: i64, up: bool) -> Vec<Vote> {
         .into_iter()
         .map(|model| Vote {
             schema_version: SCHEMA_VERSION,
-            vector_id: VectorId(id.into()),
+            vector_id: VectorId(format!("{id}@{}", t.timestamp_millis())),
             timestamp: t,
             metric_time: t,
             service: service.into(),
@@ -60,6 +60,9 @@ pub async fn start(actuator: Arc<dyn Actuator>, state_db: Option<std::path::Path
     let mut cfg = ScalerConfig::new(VotingConfig::new(Strategy::Majority));
     cfg.decision_window = Duration::from_secs(1);
     cfg.state_db = state_db;
+    // The fixtures' metric times are fixed (2024) and minutes apart: the log's own clock.
+    cfg.clock = autoscaler_contract::ClockMode::Replay;
+    cfg.max_skew_secs = 86_400;
     let shutdown = CancellationToken::new();
     let deps = ScalerDeps {
         bus: Arc::new(bus.clone()),
