@@ -76,3 +76,7 @@ check "same seed, same summary" "diff <(sed -n '/^SUMMARY/,\$p' '$out1') <(sed -
 sed -n '/^SUMMARY/,$p' "$out1"
 echo "demo checks: ${passed} passed, ${failed} failed"
 [ "$failed" -eq 0 ]
+
+echo "== deployment: docker-compose.ml.yml validated, images built here, the Swarm stack under load, development mode, stop-all"
+# Cold (no cached images): see scripts/compose-test.sh's header for the measured cost.
+bash scripts/compose-test.sh

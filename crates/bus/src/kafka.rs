@@ -657,7 +657,26 @@ impl GroupContext {
     }
 }
 
-impl ClientContext for GroupContext {}
+impl ClientContext for GroupContext {
+    /// librdkafka's statistics (every `statistics.interval.ms`, off unless set, e.g.
+    /// `KAFKA_PROP_statistics.interval.ms=5000`): each assigned partition's lag becomes
+    /// `autoscaler_consumer_lag`.
+    fn stats(&self, stats: rdkafka::Statistics) {
+        for (topic, t) in &stats.topics {
+            for (partition, p) in &t.partitions {
+                // -1: the internal "unassigned" partition; a lag of -1: not known yet.
+                if *partition >= 0 && p.consumer_lag >= 0 {
+                    autoscaler_telemetry::set_consumer_lag(
+                        &self.group,
+                        topic,
+                        *partition,
+                        p.consumer_lag,
+                    );
+                }
+            }
+        }
+    }
+}
 
 impl ConsumerContext for GroupContext {
     fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {

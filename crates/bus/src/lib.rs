@@ -196,6 +196,7 @@ pub async fn dead_letter(bus: &dyn Bus, d: &Delivery, reason: &str) -> Result<()
     let reason = cut(reason, MAX_DLQ_REASON_LEN);
     tracing::warn!(topic = %d.topic, partition = d.partition, offset = d.offset, reason,
         "message dead-lettered");
+    autoscaler_telemetry::record_dead_letter(&d.topic);
     bus.publish_pipelined(dead_letter_message(d, &reason)).await
 }
 
@@ -208,6 +209,7 @@ pub async fn dead_letter_retrying(bus: &dyn Bus, d: &Delivery, reason: &str) -> 
     let reason = cut(reason, MAX_DLQ_REASON_LEN);
     tracing::warn!(topic = %d.topic, partition = d.partition, offset = d.offset, reason,
         "message dead-lettered");
+    autoscaler_telemetry::record_dead_letter(&d.topic);
     let msg = dead_letter_message(d, &reason);
     let mut backoff = Backoff::new(
         std::time::Duration::from_millis(100),

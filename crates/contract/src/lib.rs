@@ -32,6 +32,11 @@ use std::str::FromStr;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+pub mod legacy;
+pub mod predictions;
+
+pub use legacy::decode_vector;
+
 /// The schema version written into every message by this build.
 pub const SCHEMA_VERSION: u32 = 1;
 

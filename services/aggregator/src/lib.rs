@@ -381,6 +381,7 @@ async fn run_prometheus(
                 deps.bus
                     .publish_pipelined(Outgoing::new(&cfg.metrics_topic, &v.service, encode(v)))
                     .await?;
+                autoscaler_telemetry::record_vector(v);
             }
             report.vectors += 1;
         }
@@ -491,6 +492,7 @@ async fn run_replay(
                 deps.bus
                     .publish_pipelined(Outgoing::new(&cfg.metrics_topic, &name, encode(&vector)))
                     .await?;
+                autoscaler_telemetry::record_vector(&vector);
                 waiting.insert(vector.vector_id.clone(), name);
             }
             report.vectors += 1;

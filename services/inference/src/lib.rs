@@ -11,6 +11,7 @@
 //! breaks the contract goes to `metrics.dlq` with the reason, and the service goes on.
 #![deny(missing_docs)]
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,10 +19,11 @@ use autoscaler_bus::{
     dead_letter_retrying, publish_pipelined_retrying, Backoff, Bus, BusError, Outgoing,
 };
 use autoscaler_contract::{
-    decode, encode, ClockMode, FeatureVector, ModelKind, SkewCheck, Vote, METRICS_TOPIC,
+    decode_vector, encode, ClockMode, FeatureVector, ModelKind, SkewCheck, Vote, METRICS_TOPIC,
     SCHEMA_VERSION, VOTES_TOPIC,
 };
 use autoscaler_models::{input_row, input_row_one_fewer, is_known_feature, Model};
+use autoscaler_telemetry::predictions::{PredictionLog, DEFAULT_PREDICTIONS_MAX_BYTES};
 use tokio_util::sync::CancellationToken;
 
 /// Default allowed skew of a vector (|now − metric time|), seconds; as in the Sock Shop seed.
@@ -42,6 +44,11 @@ pub struct InferenceConfig {
     /// disables the check (in-process replays, whose metric time is simulated; over a bus use
     /// [`ClockMode::Replay`] instead).
     pub max_skew_secs: Option<u64>,
+    /// Append every vote to `<dir>/predictions_<model>.csv` (see `autoscaler_telemetry::predictions`);
+    /// `None`: no prediction log.
+    pub predictions_dir: Option<PathBuf>,
+    /// Rotate the prediction log past this size, bytes.
+    pub predictions_max_bytes: u64,
     /// The clock vectors are checked against.
     pub clock: ClockMode,
 }
@@ -55,6 +62,8 @@ impl InferenceConfig {
             votes_topic: VOTES_TOPIC.into(),
             group: format!("inference-{model}"),
             max_skew_secs: Some(DEFAULT_MAX_SKEW_SECS),
+            predictions_dir: None,
+            predictions_max_bytes: DEFAULT_PREDICTIONS_MAX_BYTES,
             clock: ClockMode::Wall,
         }
     }
@@ -90,6 +99,9 @@ pub enum InferenceError {
     /// The bus failed.
     #[error("bus")]
     Bus(#[from] BusError),
+    /// The prediction log's directory cannot be created.
+    #[error(transparent)]
+    Predictions(#[from] autoscaler_telemetry::predictions::PredictionLogError),
     /// The configuration is invalid.
     #[error("invalid inference configuration: {}", .0.join("; "))]
     Config(Vec<String>),
@@ -215,6 +227,15 @@ pub async fn run_with_reload(
 ) -> Result<InferenceReport, InferenceError> {
     let mut deps = deps;
     check_model(&cfg, deps.model.as_ref())?;
+    let predictions = match &cfg.predictions_dir {
+        Some(dir) => Some(PredictionLog::new(
+            dir,
+            cfg.model,
+            cfg.predictions_max_bytes,
+        )?),
+        None => None,
+    };
+    autoscaler_telemetry::set_model_version(cfg.model, deps.model.version());
     let mut sub = deps.bus.subscribe(&cfg.metrics_topic, &cfg.group).await?;
     let mut report = InferenceReport::default();
     let mut skew = cfg
@@ -266,7 +287,8 @@ pub async fn run_with_reload(
                 autoscaler_bus::OUTAGE_BACKOFF_MAX,
             );
         }
-        let vector = decode::<FeatureVector>(&delivery.payload)
+        // Ours, or the Sock Shop seed's legacy form (autoscaler_contract::legacy).
+        let vector = decode_vector(&delivery.payload)
             .and_then(|v| v.validate(None, 0).map(|_| v))
             .and_then(|v| match skew.as_mut() {
                 Some(check) => check.check(chrono::Utc::now(), v.metric_time).map(|_| v),
@@ -288,6 +310,10 @@ pub async fn run_with_reload(
                                 to = next.version(), "model reloaded");
                             deps.model = next;
                             report.reloads += 1;
+                            autoscaler_telemetry::set_model_version(
+                                cfg.model,
+                                deps.model.version(),
+                            );
                         }
                         Err(e) => {
                             tracing::error!(error = %e, "refusing the reloaded model; keeping the current one")
@@ -306,6 +332,12 @@ pub async fn run_with_reload(
                     break;
                 }
                 report.votes += 1;
+                autoscaler_telemetry::record_vote(&vote);
+                if let Some(log) = &predictions {
+                    if let Err(e) = log.append(&vector, &vote) {
+                        tracing::error!(error = %e, "prediction not logged");
+                    }
+                }
             }
         }
         // The output is published: the input is done once the bus has it acknowledged (a
@@ -322,6 +354,7 @@ pub async fn run_with_reload(
 mod tests {
     use super::*;
     use autoscaler_bus::{MemoryBus, Overflow};
+    use autoscaler_contract::decode;
     use autoscaler_contract::{Features, VectorId};
     use autoscaler_models::ModelError;
     use chrono::DateTime;
@@ -464,6 +497,7 @@ mod tests {
 mod hardening_tests {
     use super::*;
     use autoscaler_bus::{Delivery, MemoryBus, Overflow, Subscription};
+    use autoscaler_contract::decode;
     use autoscaler_contract::{Features, VectorId};
     use autoscaler_models::ModelError;
 
@@ -585,6 +619,7 @@ mod hardening_tests {
 mod reload_tests {
     use super::*;
     use autoscaler_bus::{MemoryBus, Overflow};
+    use autoscaler_contract::decode;
     use autoscaler_contract::{Features, VectorId};
     use autoscaler_models::ModelError;
     use chrono::DateTime;

@@ -80,6 +80,9 @@ pub struct ScalerConfig {
     /// The state database (SQLite); `None`: state lives in memory and a restart forgets
     /// cooldowns and decided ids.
     pub state_db: Option<PathBuf>,
+    /// Print every decision on stdout (the standalone scaler): the seed's block when it changes
+    /// something, one line otherwise (`autoscaler_telemetry::block::print_decision`).
+    pub print_decisions: bool,
     /// The clock votes are checked against: the wall clock in production, the log's own time in
     /// a replay ([`ClockMode`]).
     pub clock: ClockMode,
@@ -101,6 +104,7 @@ impl ScalerConfig {
             envelope: EnvelopeConfig::default(),
             dry_run: false,
             state_db: None,
+            print_decisions: false,
             clock: ClockMode::Wall,
             max_skew_secs: DEFAULT_MAX_SKEW_SECS,
         }
@@ -449,6 +453,7 @@ impl Scaler {
         votes.sort_by_key(|v| v.model);
         let first = &votes[0];
         let (service, metric_time) = (first.service.clone(), first.metric_time);
+        let vector_published = first.timestamp;
         let voted_at = votes.iter().find_map(|v| v.replicas);
         let actuator = self.deps.actuator.clone();
         let ballot_problem = self.ballot_problem(&votes);
@@ -607,6 +612,7 @@ impl Scaler {
                         Err(e) => {
                             envelope::record_failure(&before, state);
                             self.report.actuation_failures += 1;
+                            autoscaler_telemetry::record_actuator_error(&service);
                             tracing::error!(service, to, error = %e, "actuation failed");
                             adjustments.push(format!("actuation failed: {e}"));
                         }
@@ -677,6 +683,10 @@ impl Scaler {
             store.record(&decision, state)?;
         }
         self.report.decisions += 1;
+        autoscaler_telemetry::record_decision(&decision, vector_published);
+        if self.cfg.print_decisions {
+            autoscaler_telemetry::block::print_decision(self.report.decisions, &decision);
+        }
         let msg = Outgoing::new(&self.cfg.decisions_topic, service, encode(&decision));
         match publish_retrying(self.deps.bus.as_ref(), msg, &self.shutdown).await {
             Ok(true) => {

@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 use crate::bus::{standalone_bus, BusArgs};
 use crate::exit::ConfigError;
 use crate::opts::scaler::{scaler_config, ScalerOpts};
+use crate::opts::telemetry::MetricsOpts;
 
 /// Which actuator the scaler drives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -54,6 +55,9 @@ pub struct ScalerArgs {
     /// The bus.
     #[command(flatten)]
     pub bus: BusArgs,
+    /// Prometheus `/metrics`.
+    #[command(flatten)]
+    pub metrics: MetricsOpts,
 }
 
 /// Run the scaler until `shutdown`.
@@ -75,9 +79,15 @@ pub async fn run(a: ScalerArgs, shutdown: CancellationToken) -> anyhow::Result<(
         }
     };
     cfg.state_db = a.state_db.clone();
+    // What `docker compose logs -f authoritative-scaler` shows: the seed's block for every
+    // decision that changes something, one line for the rest.
+    cfg.print_decisions = true;
     cfg.votes_topic = a.bus.votes_topic.clone();
     cfg.decisions_topic = a.bus.decisions_topic.clone();
     let bus = standalone_bus(&a.bus, true).await?;
+    a.metrics.start(&shutdown).await;
+    // "Dead letters" reads 0, not "no data", until the first vote is dead-lettered.
+    autoscaler_telemetry::watch_dead_letters(&cfg.votes_topic);
     autoscaler_scaler::run(cfg, ScalerDeps { bus, actuator }, shutdown).await?;
     Ok(())
 }
