@@ -107,6 +107,14 @@ pub trait Bus: Send + Sync {
 
     /// Wait until everything published has been handed over (Kafka: flushed), at most `timeout`.
     async fn flush(&self, timeout: std::time::Duration) -> Result<(), BusError>;
+
+    /// The last `n` messages of each partition of `topic`, oldest first per partition, read
+    /// outside any group (e.g. a scaler taking over reads what its predecessor decided). Empty
+    /// when the bus keeps no history (the in-process bus keeps it only for the topics named in
+    /// [`MemoryBus::keep_history`]).
+    async fn tail(&self, _topic: &str, _n: usize) -> Result<Vec<Delivery>, BusError> {
+        Ok(Vec::new())
+    }
 }
 
 /// One member of a consumer group on one topic.
@@ -333,6 +341,8 @@ struct Inner {
     topics: HashMap<String, HashMap<String, Vec<Member>>>,
     stats: BusStats,
     offsets: HashMap<String, i64>,
+    /// topic → (capacity, last messages)
+    history: HashMap<String, (usize, std::collections::VecDeque<Delivery>)>,
     closed: bool,
 }
 
@@ -352,6 +362,13 @@ impl MemoryBus {
             capacity: capacity.max(1),
             overflow,
         }
+    }
+
+    /// Keep the last `n` messages of `topic`, for [`Bus::tail`].
+    pub fn keep_history(&self, topic: &str, n: usize) {
+        self.lock()
+            .history
+            .insert(topic.into(), (n, std::collections::VecDeque::new()));
     }
 
     /// A snapshot of the counters.
@@ -413,6 +430,12 @@ impl Bus for MemoryBus {
                 partition: 0,
                 offset,
             };
+            if let Some((cap, h)) = inner.history.get_mut(&msg.topic) {
+                h.push_back(delivery.clone());
+                while h.len() > *cap {
+                    h.pop_front();
+                }
+            }
             let mut targets = Vec::new();
             if let Some(groups) = inner.topics.get_mut(&msg.topic) {
                 for members in groups.values_mut() {
@@ -470,6 +493,13 @@ impl Bus for MemoryBus {
     async fn flush(&self, _timeout: std::time::Duration) -> Result<(), BusError> {
         // Publishing in memory completes when the message is queued: nothing is buffered.
         Ok(())
+    }
+
+    async fn tail(&self, topic: &str, n: usize) -> Result<Vec<Delivery>, BusError> {
+        let inner = self.lock();
+        Ok(inner.history.get(topic).map_or_else(Vec::new, |(_, h)| {
+            h.iter().skip(h.len().saturating_sub(n)).cloned().collect()
+        }))
     }
 }
 
@@ -620,7 +650,9 @@ mod tests {
             topic: "t".into(),
             key: "k".into(),
             payload,
-            headers: (0..100).map(|i| (format!("h{i}"), "v".repeat(5000))).collect(),
+            headers: (0..100)
+                .map(|i| (format!("h{i}"), "v".repeat(5000)))
+                .collect(),
             partition: 0,
             offset: 7,
         }
@@ -643,7 +675,12 @@ mod tests {
         let reason = "é".repeat(10_000);
         let m = dead_letter_message(&delivery(vec![b'x'; MAX_DLQ_PAYLOAD + 10]), &reason);
         assert_eq!(m.payload.len(), MAX_DLQ_PAYLOAD);
-        let r = &m.headers.iter().find(|(k, _)| k == DLQ_REASON_HEADER).unwrap().1;
+        let r = &m
+            .headers
+            .iter()
+            .find(|(k, _)| k == DLQ_REASON_HEADER)
+            .unwrap()
+            .1;
         assert!(r.len() <= MAX_DLQ_REASON_LEN, "{}", r.len());
         assert!(m
             .headers
@@ -660,27 +697,37 @@ mod tests {
         let mut s = bus.subscribe("t", "g").await.unwrap();
         let stop = tokio_util::sync::CancellationToken::new();
         let started = tokio::time::Instant::now();
-        assert!(publish_retrying(&bus, Outgoing::new("t", "k", vec![9]), &stop)
-            .await
-            .unwrap());
+        assert!(
+            publish_retrying(&bus, Outgoing::new("t", "k", vec![9]), &stop)
+                .await
+                .unwrap()
+        );
         assert_eq!(recv(&mut s).await.payload, vec![9]);
         // 20 failures: 0.2 + 0.4 + … capped at 5 s, about a minute and a half of outage.
-        assert!(started.elapsed() > Duration::from_secs(60), "{:?}", started.elapsed());
+        assert!(
+            started.elapsed() > Duration::from_secs(60),
+            "{:?}",
+            started.elapsed()
+        );
         let bus = flaky(u32::MAX);
         let stop2 = stop.clone();
         tokio::spawn(async move {
             tokio::time::sleep(Duration::from_secs(30)).await;
             stop2.cancel();
         });
-        assert!(!publish_retrying(&bus, Outgoing::new("t", "k", vec![]), &stop)
-            .await
-            .unwrap());
+        assert!(
+            !publish_retrying(&bus, Outgoing::new("t", "k", vec![]), &stop)
+                .await
+                .unwrap()
+        );
         let fatal = MemoryBus::new(1, Overflow::Block);
         fatal.close();
         let fresh = tokio_util::sync::CancellationToken::new();
-        assert!(publish_retrying(&fatal, Outgoing::new("t", "k", vec![]), &fresh)
-            .await
-            .is_err());
+        assert!(
+            publish_retrying(&fatal, Outgoing::new("t", "k", vec![]), &fresh)
+                .await
+                .is_err()
+        );
     }
 
     #[test]

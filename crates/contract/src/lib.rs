@@ -119,7 +119,9 @@ pub enum ContractError {
         max_skew_secs: u64,
     },
     /// The message's metric time is further ahead of the clock than the allowed skew.
-    #[error("message is {ahead_secs:.0} s in the future, beyond the allowed skew of {max_skew_secs} s")]
+    #[error(
+        "message is {ahead_secs:.0} s in the future, beyond the allowed skew of {max_skew_secs} s"
+    )]
     InFuture {
         /// How far ahead (metric time − now), seconds.
         ahead_secs: f64,
@@ -251,7 +253,11 @@ impl SkewCheck {
 
     /// Check `t` against the clock at `wall_now` (ignored in a replay), and, when it passes,
     /// advance a replay's clock to it.
-    pub fn check(&mut self, wall_now: DateTime<Utc>, t: DateTime<Utc>) -> Result<(), ContractError> {
+    pub fn check(
+        &mut self,
+        wall_now: DateTime<Utc>,
+        t: DateTime<Utc>,
+    ) -> Result<(), ContractError> {
         if let Some(now) = self.now(wall_now) {
             check_skew(now, t, self.max_skew_secs)?;
         }
@@ -930,7 +936,11 @@ impl Decision {
             }
         }
         for v in &self.votes {
-            check_len("votes[].model_version", &v.model_version, MAX_MODEL_VERSION_LEN)?;
+            check_len(
+                "votes[].model_version",
+                &v.model_version,
+                MAX_MODEL_VERSION_LEN,
+            )?;
             check_opt_len("votes[].abstain_reason", &v.abstain_reason, MAX_REASON_LEN)?;
         }
         if !self.confidence.is_finite() {
@@ -1111,14 +1121,21 @@ mod tests {
         let t = |s: i64| DateTime::from_timestamp(1_720_000_000 + s, 0).unwrap();
         let wall = DateTime::from_timestamp(1_000, 0).unwrap(); // ignored in a replay
         let mut c = SkewCheck::new(ClockMode::Replay, 60);
-        assert!(c.check(wall, t(0)).is_ok(), "the first message sets the clock");
+        assert!(
+            c.check(wall, t(0)).is_ok(),
+            "the first message sets the clock"
+        );
         assert!(c.check(wall, t(30)).is_ok());
         assert!(c.check(wall, t(30)).is_ok(), "another service, same poll");
         assert!(matches!(
             c.check(wall, t(30 + 61)),
             Err(ContractError::InFuture { .. })
         ));
-        assert_eq!(c.now(wall), Some(t(30)), "a refused message does not move it");
+        assert_eq!(
+            c.now(wall),
+            Some(t(30)),
+            "a refused message does not move it"
+        );
         assert!(matches!(
             c.check(wall, t(30 - 61)),
             Err(ContractError::TooOld { .. })
@@ -1149,10 +1166,7 @@ mod tests {
             Err(ContractError::TooLarge { .. })
         ));
         // serde quotes an unknown variant: the message stays short.
-        let bad = format!(
-            r#"{{"schema_version":1,"model":"{}"}}"#,
-            "m".repeat(20_000)
-        );
+        let bad = format!(r#"{{"schema_version":1,"model":"{}"}}"#, "m".repeat(20_000));
         let e = decode::<Vote>(bad.as_bytes()).unwrap_err().to_string();
         assert!(e.len() <= MAX_ERROR_LEN + 64, "{} bytes", e.len());
         // `…` is 3 bytes; a cut never splits the `é`.

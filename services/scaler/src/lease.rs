@@ -38,8 +38,10 @@ use tokio_util::sync::CancellationToken;
 
 /// The topic of lease claims (one partition: the log's order is the lease's order).
 pub const LEASE_TOPIC: &str = "scaler-lease";
+/// Default lease period, seconds (a standby takes over within two of them).
+pub const DEFAULT_LEASE_TTL_SECS: u64 = 10;
 /// Default lease period.
-pub const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(10);
+pub const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(DEFAULT_LEASE_TTL_SECS);
 /// Shortest and longest lease period accepted.
 pub const LEASE_TTL_RANGE: (Duration, Duration) =
     (Duration::from_millis(500), Duration::from_secs(300));
@@ -222,7 +224,11 @@ impl MemoryLeaseLog {
 
     /// Every claim so far.
     pub fn claims(&self) -> Vec<Claim> {
-        self.inner.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.inner
+            .0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 }
 
@@ -561,6 +567,22 @@ impl Campaign {
             }
         }
     }
+}
+
+/// Campaign for the lease on a Kafka cluster: [`LEASE_TOPIC`] is created (one partition) if it
+/// does not exist and read from its beginning by explicit assignment — no consumer group (on
+/// tansu a killed member's successor is assigned nothing). Every claim has the same key, so
+/// even on a topic made with more partitions the claims share one, in one order.
+pub async fn start_on_kafka(
+    bus: &Arc<autoscaler_bus::kafka::KafkaBus>,
+    cfg: LeaseConfig,
+    shutdown: CancellationToken,
+) -> Result<(Arc<LogLease>, tokio::task::JoinHandle<()>), LeaseError> {
+    bus.ensure_topic_with_partitions(LEASE_TOPIC, 1).await?;
+    let reader = bus.log_reader(LEASE_TOPIC).await?;
+    let dyn_bus: Arc<dyn Bus> = bus.clone();
+    let log = BusLeaseLog::new(dyn_bus, LEASE_TOPIC, reader);
+    Ok(LogLease::start(cfg, Box::new(log), shutdown))
 }
 
 /// A lease that is always held (a scaler that is alone by construction: the embedded pipeline).
