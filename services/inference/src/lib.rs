@@ -218,7 +218,11 @@ pub async fn run_with_reload(
     let mut skew = cfg
         .max_skew_secs
         .map(|secs| SkewCheck::new(cfg.clock, secs));
-    if let Some(p) = skew.as_ref().map(SkewCheck::problems).filter(|p| !p.is_empty()) {
+    if let Some(p) = skew
+        .as_ref()
+        .map(SkewCheck::problems)
+        .filter(|p| !p.is_empty())
+    {
         return Err(InferenceError::Config(p));
     }
     let mut recv_backoff = Backoff::new(
@@ -505,7 +509,10 @@ mod hardening_tests {
         let m = Const(f64::NAN, vec!["p95_latency_ms".into()]);
         let v = vote_for(&m, &vector_at(chrono::Utc::now()));
         assert_eq!((v.prediction, v.probability), (None, None));
-        assert!(v.abstain_reason.as_deref().unwrap().contains("NaN"), "{v:?}");
+        assert!(
+            v.abstain_reason.as_deref().unwrap().contains("NaN"),
+            "{v:?}"
+        );
         assert!(v.validate().is_ok());
     }
 
