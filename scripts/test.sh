@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole test suite: formatting, lints, every test of the workspace, and the demo as a user
-# runs it (release build, timed, twice with one seed). Installs what it needs first.
+# runs it (the tests' build profile, timed, twice with one seed). Installs what it needs first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TERM_COLOR=never
@@ -54,15 +54,15 @@ bash scripts/locust-smoke.sh "$smoke_url"
 kill "$smoke_pid"; wait "$smoke_pid"
 rm -rf "$smoke_dir"
 
-echo "== demo (release): under 120 s, same seed -> same summary"
-cargo build --release --quiet
+echo "== demo (the tests' build profile): under 120 s, same seed -> same summary"
+cargo build --quiet
 models="$(mktemp -d)"
 out1="$(mktemp)"; out2="$(mktemp)"
 trap 'rm -rf "$models" "$out1" "$out2"; cleanup_services' EXIT
 start=$(date +%s)
-"$CARGO_TARGET_DIR/release/autoscaler" demo --seed 3 --models-dir "$models" >"$out1"
+"$CARGO_TARGET_DIR/debug/autoscaler" demo --seed 3 --models-dir "$models" >"$out1"
 secs=$(( $(date +%s) - start ))
-"$CARGO_TARGET_DIR/release/autoscaler" demo --seed 3 --models-dir "$models" >"$out2"
+"$CARGO_TARGET_DIR/debug/autoscaler" demo --seed 3 --models-dir "$models" >"$out2"
 passed=0; failed=0
 check() {
     if eval "$2"; then echo "ok: $1"; passed=$((passed + 1));

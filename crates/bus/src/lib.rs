@@ -299,6 +299,9 @@ pub async fn publish_retrying(
     }
 }
 
+/// Default capacity of each in-process queue, messages.
+pub const DEFAULT_MEMORY_CAPACITY: usize = 1024;
+
 /// What the in-process bus does when a member's queue is full.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Overflow {

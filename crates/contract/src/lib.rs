@@ -77,6 +77,10 @@ pub fn truncate_text(s: &str, max: usize) -> String {
     format!("{}…", &s[..end])
 }
 
+/// Default SLA on a service's p95 latency, milliseconds: what the reports count as a violation
+/// and what the models are trained to foresee, unless configured otherwise.
+pub const DEFAULT_SLA_P95_MS: f64 = 250.0;
+
 /// Errors found when a message breaks the contract.
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum ContractError {

@@ -191,7 +191,7 @@ pub fn evaluate(
         models.push((model, meta.imputation));
     }
     let horizon = horizon.unwrap_or(2);
-    let sla = sla.unwrap_or(SlaSpec::Global(250.0));
+    let sla = sla.unwrap_or(SlaSpec::Global(autoscaler_contract::DEFAULT_SLA_P95_MS));
     let records = &loaded.records;
     let labels = if cfg.use_csv_labels {
         records.iter().map(|r| r.csv_label).collect()

@@ -34,9 +34,11 @@ pub use evaluate::{evaluate, EvalConfig, EvalReport, EvalRow};
 pub use labels::{derive_labels, groups, label_window_end, SlaSpec};
 pub use metrics::Metrics;
 pub use plot::write_plot;
-pub use split::{split, Split, SplitConfig, SplitKind};
+pub use split::{
+    split, Split, SplitConfig, SplitKind, DEFAULT_TEST_FRACTION, DEFAULT_VAL_FRACTION,
+};
 pub use train::{
-    simulated_csv, train_models, Imputer, ModelSummary, TrainConfig, TrainReport,
+    simulated_csv, train_models, Imputer, ModelSummary, TrainConfig, TrainReport, DEFAULT_HORIZON,
     DEFAULT_TARGET_RECALL,
 };
 

@@ -18,6 +18,8 @@ use crate::TrainingError;
 
 /// Recall the decision threshold aims for on the validation split, by default.
 pub const DEFAULT_TARGET_RECALL: f64 = 0.8;
+/// Default label horizon: a violation in any of the next 2 polls (never the current one).
+pub const DEFAULT_HORIZON: usize = 2;
 
 /// What to train, on what, how.
 #[derive(Debug, Clone)]

@@ -42,6 +42,13 @@ pub const MAX_RECENT: usize = 10_000;
 /// Most replicas the envelope manages per service (and largest step).
 pub const MAX_REPLICAS_LIMIT: u32 = 10_000;
 
+/// Default fewest replicas of a managed service.
+pub const DEFAULT_MIN_REPLICAS: u32 = 1;
+/// Default most replicas of a managed service.
+pub const DEFAULT_MAX_REPLICAS: u32 = 10;
+/// Default most replicas added per decision.
+pub const DEFAULT_MAX_STEP: u32 = 1;
+
 /// Bounds and timings of the envelope.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -63,12 +70,12 @@ pub struct EnvelopeConfig {
 impl Default for EnvelopeConfig {
     fn default() -> Self {
         EnvelopeConfig {
-            min_replicas: 1,
-            max_replicas: 10,
+            min_replicas: DEFAULT_MIN_REPLICAS,
+            max_replicas: DEFAULT_MAX_REPLICAS,
             cooldown_up_secs: DEFAULT_COOLDOWN_UP_SECS,
             cooldown_down_secs: DEFAULT_COOLDOWN_DOWN_SECS,
             stabilization_secs: DEFAULT_STABILIZATION_SECS,
-            max_step: 1,
+            max_step: DEFAULT_MAX_STEP,
         }
     }
 }
