@@ -283,7 +283,7 @@ pub async fn publish_retrying(
                 return Ok(true);
             }
             Err(e) if e.is_retryable() => {
-                if failures % 10 == 0 {
+                if failures.is_multiple_of(10) {
                     tracing::warn!(topic = %msg.topic, failures, error = %e,
                         "publishing failed; waiting for the broker");
                 }
