@@ -73,8 +73,9 @@ pub const DEFAULT_PARTITIONS: i32 = 3;
 /// Default replication factor of the topics created at start-up.
 pub const DEFAULT_REPLICATION: i32 = 1;
 
-/// How to reach the cluster.
-#[derive(Debug, Clone, PartialEq)]
+/// How to reach the cluster. Its `Debug` shows property names, never their values (they may be
+/// passwords: `sasl.password`, `ssl.key.password`, …).
+#[derive(Clone, PartialEq)]
 pub struct KafkaConfig {
     /// `host:port[,host:port…]`.
     pub bootstrap_servers: String,
@@ -311,6 +312,22 @@ fn retry_loop(
                 }
             }
         }
+impl std::fmt::Debug for KafkaConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let props: Vec<String> = self
+            .properties
+            .keys()
+            .map(|k| format!("{k}=<redacted>"))
+            .collect();
+        f.debug_struct("KafkaConfig")
+            .field("bootstrap_servers", &self.bootstrap_servers)
+            .field("properties", &props)
+            .field("partitions", &self.partitions)
+            .field("replication", &self.replication)
+            .field("group_prefix", &self.group_prefix)
+            .field("delivery_timeout", &self.delivery_timeout)
+            .field("exclusive_groups", &self.exclusive_groups)
+            .finish()
     }
 }
 
@@ -369,6 +386,13 @@ impl KafkaConfig {
 }
 
 fn classify(e: KafkaError) -> BusError {
+    // librdkafka's configuration errors quote the value (`Client config error: … sasl.password
+    // hunter2`): the value is left out, the property named.
+    if let KafkaError::ClientConfig(_, desc, key, _value) = &e {
+        return BusError::Fatal(format!(
+            "Kafka client configuration: {desc} (property `{key}`, value not shown)"
+        ));
+    }
     let code = e.rdkafka_error_code();
     let fatal = matches!(
         code,
@@ -389,6 +413,22 @@ fn classify(e: KafkaError) -> BusError {
         BusError::Fatal(e.to_string())
     } else {
         BusError::Transient(e.to_string())
+    }
+}
+
+/// `e` with every configured property value (3 bytes or more) cut out: librdkafka's messages
+/// may quote a value (a password among them).
+fn scrub(e: BusError, cfg: &KafkaConfig) -> BusError {
+    let clean = |mut m: String| {
+        for v in cfg.properties.values().filter(|v| v.len() >= 3) {
+            m = m.replace(v.as_str(), "<redacted>");
+        }
+        m
+    };
+    match e {
+        BusError::Fatal(m) => BusError::Fatal(clean(m)),
+        BusError::Transient(m) => BusError::Transient(clean(m)),
+        e => e,
     }
 }
 
@@ -417,7 +457,8 @@ impl KafkaBus {
         };
         // Awaited publishes have nothing to batch with: no linger (librdkafka's default of 5 ms
         // was added to every awaited publish).
-        let producer: FutureProducer = producer_config(0).create().map_err(classify)?;
+        let producer: FutureProducer = producer_config(0).create()
+            .map_err(|e| scrub(classify(e), &cfg))?;
         let pipeline = Arc::new(Pipeline::new());
         let mut pc = producer_config(PIPELINE_LINGER_MS);
         if !cfg.properties.contains_key("queue.buffering.max.messages") {
@@ -430,7 +471,7 @@ impl KafkaBus {
             pc.create_with_context(PipelineContext {
                 pipeline: pipeline.clone(),
             })
-            .map_err(classify)?,
+            .map_err(|e| scrub(classify(e), &cfg))?,
         );
         let (tx, rx) = std::sync::mpsc::channel();
         *pipeline.retry.lock().unwrap_or_else(|e| e.into_inner()) = Some(tx);
@@ -495,6 +536,73 @@ impl KafkaBus {
 }
 
 impl KafkaBus {
+    /// Create `topic` with `partitions` partitions if it does not exist (e.g. the lease topic,
+    /// which must have exactly one).
+    pub async fn ensure_topic_with_partitions(
+        &self,
+        topic: &str,
+        partitions: i32,
+    ) -> Result<(), BusError> {
+        let mut cfg = self.cfg.clone();
+        cfg.partitions = partitions;
+        KafkaBus {
+            cfg,
+            producer: self.producer.clone(),
+        }
+        .ensure_topics(&[topic])
+        .await
+    }
+
+    fn unique_group(&self, what: &str) -> String {
+        format!(
+            "{}autoscaler-{what}-{}-{}",
+            self.cfg.group_prefix,
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or_default()
+        )
+    }
+
+    /// A reader of every partition of `topic` from its beginning, by explicit assignment: no
+    /// consumer group is joined and nothing is committed (a log every instance reads whole,
+    /// such as the scaler's lease).
+    pub async fn log_reader(&self, topic: &str) -> Result<Box<dyn Subscription>, BusError> {
+        let group = self.unique_group("log");
+        let consumer: GroupConsumer = self
+            .cfg
+            .consumer(&group)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest")
+            .create_with_context(GroupContext::new(group))
+            .map_err(classify)?;
+        let sub = KafkaSubscription::new(consumer, topic);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        let n = loop {
+            match partition_count(&sub.consumer, topic).await {
+                Ok(n) if n > 0 => break n,
+                Ok(_) => {}
+                Err(e) if !e.is_retryable() => return Err(e),
+                Err(e) => tracing::warn!(topic, error = %e, "reading the topic's partitions"),
+            }
+            if tokio::time::Instant::now() > deadline {
+                return Err(BusError::Transient(format!(
+                    "topic `{topic}` shows no partitions after 30 s"
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        };
+        let mut tpl = TopicPartitionList::new();
+        for p in 0..n {
+            tpl.add_partition_offset(topic, p, Offset::Beginning)
+                .map_err(classify)?;
+        }
+        sub.consumer.assign(&tpl).map_err(classify)?;
+        Ok(Box::new(sub))
+    }
+
     /// A reader of `topic` outside any shared group (its own, unique group, never committing):
     /// for operators' tools such as `autoscaler tail`. It starts at the beginning of the topic
     /// or at its end.
@@ -608,6 +716,21 @@ impl Bus for KafkaBus {
         }
     }
 
+    async fn tail(&self, topic: &str, n: usize) -> Result<Vec<Delivery>, BusError> {
+        let group = self.unique_group("tail");
+        let consumer: BaseConsumer = self
+            .cfg
+            .consumer(&group)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .create()
+            .map_err(classify)?;
+        let topic = topic.to_string();
+        tokio::task::spawn_blocking(move || read_tail(&consumer, &topic, n))
+            .await
+            .map_err(|e| BusError::Fatal(format!("tail task: {e}")))?
+    }
+
     async fn flush(&self, timeout: Duration) -> Result<(), BusError> {
         let producer = self.producer.clone();
         let pipelined = self.pipelined.clone();
@@ -635,6 +758,62 @@ impl Bus for KafkaBus {
 }
 
 type GroupConsumer = StreamConsumer<GroupContext>;
+
+/// The last `n` messages of every partition of `topic`, read up to the high watermark each had
+/// when the call began (blocking; at most 30 s).
+fn read_tail(consumer: &BaseConsumer, topic: &str, n: usize) -> Result<Vec<Delivery>, BusError> {
+    let t = Timeout::After(Duration::from_secs(10));
+    let md = consumer.fetch_metadata(Some(topic), t).map_err(classify)?;
+    let Some(meta) = md.topics().iter().find(|m| m.name() == topic) else {
+        return Ok(Vec::new());
+    };
+    let mut tpl = TopicPartitionList::new();
+    let mut until: HashMap<i32, i64> = HashMap::new();
+    for p in meta.partitions() {
+        let (lo, hi) = consumer
+            .fetch_watermarks(topic, p.id(), t)
+            .map_err(classify)?;
+        let start = lo.max(hi - n as i64);
+        if start < hi {
+            tpl.add_partition_offset(topic, p.id(), Offset::Offset(start))
+                .map_err(classify)?;
+            until.insert(p.id(), hi);
+        }
+    }
+    if until.is_empty() {
+        return Ok(Vec::new());
+    }
+    consumer.assign(&tpl).map_err(classify)?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let mut out = Vec::new();
+    while !until.is_empty() {
+        if std::time::Instant::now() > deadline {
+            return Err(BusError::Transient(format!(
+                "reading the tail of `{topic}` took more than 30 s"
+            )));
+        }
+        let Some(m) = consumer.poll(Duration::from_millis(500)) else {
+            continue;
+        };
+        let m = m.map_err(classify)?;
+        let (p, o) = (m.partition(), m.offset());
+        out.push(Delivery {
+            topic: m.topic().to_string(),
+            key: m
+                .key()
+                .map(|k| String::from_utf8_lossy(k).into_owned())
+                .unwrap_or_default(),
+            payload: m.payload().unwrap_or_default().to_vec(),
+            headers: Vec::new(),
+            partition: p,
+            offset: o,
+        });
+        if until.get(&p).is_some_and(|hi| o + 1 >= *hi) {
+            until.remove(&p);
+        }
+    }
+    Ok(out)
+}
 
 /// A consumer's context: it logs every assignment and revocation at INFO (operators see which
 /// member holds which partitions; tests wait for `kafka partitions assigned`) and failed
@@ -1052,5 +1231,39 @@ mod pipeline_tests {
         p.complete(3);
         assert_eq!(*p.watermark.borrow(), 5);
         assert!(p.done.lock().unwrap().above.is_empty());
+    }
+}
+
+#[cfg(test)]
+mod secret_tests {
+    use super::*;
+
+    /// Medium 10: a `KAFKA_PROP_*` value (a password) reaches neither a configuration error
+    /// nor the configuration's `Debug`.
+    #[test]
+    fn property_values_never_reach_errors_or_debug() {
+        let secret = "hunter2-s3cret";
+        let cfg = KafkaConfig::new("127.0.0.1:1").with_env_properties([
+            ("KAFKA_PROP_sasl__password".to_string(), secret.to_string()),
+            (
+                "KAFKA_PROP_no__such__property".to_string(),
+                secret.to_string(),
+            ),
+        ]);
+        assert!(!format!("{cfg:?}").contains(secret), "{cfg:?}");
+        let err = KafkaBus::new(cfg.clone())
+            .err()
+            .expect("an unknown property is refused");
+        assert!(!err.to_string().contains(secret), "{err}");
+        assert!(!format!("{err:?}").contains(secret), "{err:?}");
+        assert!(err.to_string().contains("no.such.property"), "{err}");
+        let mut cfg = KafkaConfig::new("127.0.0.1:1");
+        cfg.properties
+            .insert("sasl.mechanism".into(), secret.into());
+        cfg.properties
+            .insert("security.protocol".into(), "sasl_plaintext".into());
+        if let Err(e) = KafkaBus::new(cfg) {
+            assert!(!format!("{e} {e:?}").contains(secret), "{e:?}");
+        }
     }
 }

@@ -117,6 +117,14 @@ pub trait Bus: Send + Sync {
 
     /// Wait until everything published has been handed over (Kafka: flushed), at most `timeout`.
     async fn flush(&self, timeout: std::time::Duration) -> Result<(), BusError>;
+
+    /// The last `n` messages of each partition of `topic`, oldest first per partition, read
+    /// outside any group (e.g. a scaler taking over reads what its predecessor decided). Empty
+    /// when the bus keeps no history (the in-process bus keeps it only for the topics named in
+    /// [`MemoryBus::keep_history`]).
+    async fn tail(&self, _topic: &str, _n: usize) -> Result<Vec<Delivery>, BusError> {
+        Ok(Vec::new())
+    }
 }
 
 /// One member of a consumer group on one topic.
@@ -375,6 +383,8 @@ struct Inner {
     topics: HashMap<String, HashMap<String, Vec<Member>>>,
     stats: BusStats,
     offsets: HashMap<String, i64>,
+    /// topic → (capacity, last messages)
+    history: HashMap<String, (usize, std::collections::VecDeque<Delivery>)>,
     closed: bool,
 }
 
@@ -394,6 +404,13 @@ impl MemoryBus {
             capacity: capacity.max(1),
             overflow,
         }
+    }
+
+    /// Keep the last `n` messages of `topic`, for [`Bus::tail`].
+    pub fn keep_history(&self, topic: &str, n: usize) {
+        self.lock()
+            .history
+            .insert(topic.into(), (n, std::collections::VecDeque::new()));
     }
 
     /// A snapshot of the counters.
@@ -455,6 +472,12 @@ impl Bus for MemoryBus {
                 partition: 0,
                 offset,
             };
+            if let Some((cap, h)) = inner.history.get_mut(&msg.topic) {
+                h.push_back(delivery.clone());
+                while h.len() > *cap {
+                    h.pop_front();
+                }
+            }
             let mut targets = Vec::new();
             if let Some(groups) = inner.topics.get_mut(&msg.topic) {
                 for members in groups.values_mut() {
@@ -512,6 +535,13 @@ impl Bus for MemoryBus {
     async fn flush(&self, _timeout: std::time::Duration) -> Result<(), BusError> {
         // Publishing in memory completes when the message is queued: nothing is buffered.
         Ok(())
+    }
+
+    async fn tail(&self, topic: &str, n: usize) -> Result<Vec<Delivery>, BusError> {
+        let inner = self.lock();
+        Ok(inner.history.get(topic).map_or_else(Vec::new, |(_, h)| {
+            h.iter().skip(h.len().saturating_sub(n)).cloned().collect()
+        }))
     }
 }
 

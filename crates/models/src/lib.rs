@@ -945,6 +945,27 @@ pub fn load(kind: ModelKind, models_dir: &Path) -> Result<Box<dyn Model>, ModelE
     }))
 }
 
+/// [`load`] for a reload while serving: also refuses a `model.json` that does not hash to the
+/// version `metadata.json` gives (a half-copied artefact, the files of two trainings mixed) —
+/// the caller keeps the model it has. [`load`] only warns, so a hand-written metadata file for
+/// a model trained elsewhere still loads at start.
+pub fn load_consistent(kind: ModelKind, models_dir: &Path) -> Result<Box<dyn Model>, ModelError> {
+    let meta = read_metadata(kind, models_dir)?;
+    let m = load(kind, models_dir)?;
+    if m.version() != meta.version {
+        return Err(ModelError::BadArtefact {
+            path: models_dir.join(kind.as_str()).join(MODEL_FILE),
+            reason: format!(
+                "hashes to version {} but {} says {}",
+                m.version(),
+                METADATA_FILE,
+                meta.version
+            ),
+        });
+    }
+    Ok(m)
+}
+
 /// [`load`], then check the model's feature list is exactly `expected` (names and order).
 pub fn load_expecting(
     kind: ModelKind,

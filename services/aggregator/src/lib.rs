@@ -289,7 +289,7 @@ async fn run_prometheus(
     let mut report = AggregatorReport::default();
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    tracing::info!(url = %poller.source().url, services = ?services,
+    tracing::info!(url = %prometheus::redact_url(&poller.source().url), services = ?services,
         interval_secs = cfg.poll_interval_secs, mode = ?cfg.mode, "polling Prometheus");
     let mut poll: u64 = 0;
     while planned.is_none_or(|n| poll < n) {

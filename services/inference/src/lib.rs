@@ -711,7 +711,7 @@ mod reload_tests {
                     ))
                     .await
                     .unwrap();
-                    if poll % 7 == 0 {
+                    if poll.is_multiple_of(7) {
                         tokio::task::yield_now().await;
                     }
                 }

@@ -13,8 +13,8 @@
 //! [`Command::run`].
 
 pub mod aggregator;
-pub mod bench_footprint;
 pub mod backtest;
+pub mod bench_footprint;
 pub mod bench_kafka;
 pub mod bench_models;
 pub mod demo;
