@@ -312,6 +312,9 @@ fn retry_loop(
                 }
             }
         }
+    }
+}
+
 impl std::fmt::Debug for KafkaConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let props: Vec<String> = self
@@ -457,7 +460,8 @@ impl KafkaBus {
         };
         // Awaited publishes have nothing to batch with: no linger (librdkafka's default of 5 ms
         // was added to every awaited publish).
-        let producer: FutureProducer = producer_config(0).create()
+        let producer: FutureProducer = producer_config(0)
+            .create()
             .map_err(|e| scrub(classify(e), &cfg))?;
         let pipeline = Arc::new(Pipeline::new());
         let mut pc = producer_config(PIPELINE_LINGER_MS);
