@@ -552,6 +552,8 @@ impl KafkaBus {
         KafkaBus {
             cfg,
             producer: self.producer.clone(),
+            pipelined: self.pipelined.clone(),
+            pipeline: self.pipeline.clone(),
         }
         .ensure_topics(&[topic])
         .await
@@ -582,7 +584,7 @@ impl KafkaBus {
             .set("auto.offset.reset", "earliest")
             .create_with_context(GroupContext::new(group))
             .map_err(classify)?;
-        let sub = KafkaSubscription::new(consumer, topic);
+        let sub = KafkaSubscription::new(consumer, topic, self.pipeline.clone());
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         let n = loop {
             match partition_count(&sub.consumer, topic).await {
