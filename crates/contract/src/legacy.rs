@@ -11,7 +11,7 @@
 //! ours, so an operator can swap one service at a time. A legacy vector becomes a
 //! [`FeatureVector`] with:
 //!
-//! * `vector_id` = `<service>@legacy@<timestamp, unix ms>` (derived from service and timestamp:
+//! * `vector_id` = `<service>@0@<timestamp, unix ms>` (derived from service and timestamp:
 //!   the same message redelivered gets the same id, so it is still decided once);
 //! * `metric_time` = `timestamp` = the message's `timestamp`: RFC 3339, or the seed's
 //!   `datetime.isoformat()` without an offset (read as UTC), or unix seconds as a number;
@@ -72,9 +72,9 @@ pub fn decode_vector(bytes: &[u8]) -> Result<FeatureVector, ContractError> {
     })
 }
 
-/// The id given to a legacy vector of `service` at `t`: `<service>@legacy@<unix ms>`.
+/// The id given to a legacy vector of `service` at `t`: `<service>@0@<unix ms>`.
 pub fn legacy_vector_id(service: &str, t: DateTime<Utc>) -> VectorId {
-    VectorId(format!("{service}@legacy@{}", t.timestamp_millis()))
+    VectorId(format!("{service}@0@{}", t.timestamp_millis()))
 }
 
 fn legacy_time(v: &serde_json::Value) -> Result<DateTime<Utc>, ContractError> {
@@ -117,7 +117,7 @@ mod tests {
     fn the_seeds_vector_is_read_with_a_derived_id() {
         let v = decode_vector(SEED.as_bytes()).unwrap();
         assert_eq!(v.service, "orders");
-        assert_eq!(v.vector_id.0, "orders@legacy@1720000000250");
+        assert_eq!(v.vector_id.0, "orders@0@1720000000250");
         assert_eq!(v.metric_time.timestamp_millis(), 1_720_000_000_250);
         assert_eq!(v.features.p95_latency_ms, Some(48.9));
         assert_eq!(v.replicas, None);

@@ -131,7 +131,7 @@ impl Capacity {
         if !(0.0..1.0).contains(&c.risk) {
             return Err(format!("risk = {} must be in [0, 1)", c.risk));
         }
-        if !(c.period_secs > 0.0) {
+        if c.period_secs.is_nan() || c.period_secs <= 0.0 {
             return Err(format!("period_secs = {} must be > 0", c.period_secs));
         }
         if !(c.headroom >= 0.0 && c.horizon_secs >= 0.0 && c.down_window_secs >= 0.0) {

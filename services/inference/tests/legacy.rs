@@ -124,7 +124,7 @@ async fn legacy_vectors_in_plain_json_votes_out_for_every_model() {
             assert!(v["vector_id"]
                 .as_str()
                 .unwrap()
-                .starts_with(&format!("{service}@legacy@")));
+                .starts_with(&format!("{service}@0@")));
         }
     }
     // The overloaded service looks worse to every model than the quiet one.
