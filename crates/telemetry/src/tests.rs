@@ -87,11 +87,20 @@ fn decision(service: &str, from: u32, to: u32) -> Decision {
     }
 }
 
-/// The value of the sample `name{labels…}` in OpenMetrics text, labels given as a substring.
-fn sample(text: &str, name: &str, labels: &str) -> Option<f64> {
-    text.lines()
-        .filter(|l| l.starts_with(name) && l.contains(labels))
-        .find_map(|l| l.rsplit(' ').next()?.parse().ok())
+/// The value of the one sample `name{labels…}` in OpenMetrics text that carries every label
+/// given (as substrings). Several series may share a name and a label (a service's stale and
+/// fresh vector counts), and the exposition's order is not fixed: a sample that matches more
+/// than one line is a test error, not a pick.
+fn sample(text: &str, name: &str, labels: &[&str]) -> Option<f64> {
+    let hits: Vec<&str> = text
+        .lines()
+        .filter(|l| {
+            l.split(['{', ' ']).next() == Some(name) && labels.iter().all(|x| l.contains(x))
+        })
+        .collect();
+    assert!(hits.len() <= 1, "{name} {labels:?} matches {hits:?}");
+    hits.first()
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
 }
 
 #[test]
@@ -109,51 +118,55 @@ fn recorded_metrics_appear_in_the_exposition() {
     let text = metrics().encode();
     let svc = "service=\"telemetry-test-svc\"";
     assert_eq!(
-        sample(&text, "autoscaler_vectors_total", svc),
+        sample(&text, "autoscaler_vectors_total", &[svc, "stale=\"false\""]),
         Some(1.0),
         "{text}"
     );
     assert_eq!(
-        sample(&text, "autoscaler_votes_total", "vote=\"up\""),
+        sample(&text, "autoscaler_votes_total", &[svc, "vote=\"up\""]),
         Some(1.0)
     );
     assert_eq!(
-        sample(&text, "autoscaler_abstentions_total", "random_forest"),
+        sample(&text, "autoscaler_abstentions_total", &["random_forest"]),
         Some(1.0)
     );
     assert_eq!(
-        sample(&text, "autoscaler_vote_probability", "xgboost"),
+        sample(&text, "autoscaler_vote_probability", &[svc, "xgboost"]),
         Some(0.8)
     );
     assert!(text.contains("version=\"lr-new\""));
     assert!(!text.contains("lr-old"), "a replaced version is removed");
     assert_eq!(
-        sample(&text, "autoscaler_decisions_total", "verdict=\"SCALE_UP\""),
+        sample(
+            &text,
+            "autoscaler_decisions_total",
+            &[svc, "verdict=\"SCALE_UP\""]
+        ),
         Some(1.0)
     );
-    assert_eq!(sample(&text, "autoscaler_replicas", svc), Some(2.0));
+    assert_eq!(sample(&text, "autoscaler_replicas", &[svc]), Some(2.0));
     assert_eq!(
-        sample(&text, "autoscaler_decision_latency_seconds_count", ""),
+        sample(&text, "autoscaler_decision_latency_seconds_count", &[]),
         Some(1.0)
     );
     assert_eq!(
-        sample(&text, "autoscaler_decision_latency_seconds_sum", ""),
+        sample(&text, "autoscaler_decision_latency_seconds_sum", &[]),
         Some(0.25)
     );
     assert_eq!(
-        sample(&text, "autoscaler_actuator_errors_total", svc),
+        sample(&text, "autoscaler_actuator_errors_total", &[svc]),
         Some(1.0)
     );
     assert_eq!(
         sample(
             &text,
             "autoscaler_dead_letters_total",
-            "telemetry-test-topic"
+            &["telemetry-test-topic"]
         ),
         Some(1.0)
     );
     assert_eq!(
-        sample(&text, "autoscaler_consumer_lag", "telemetry-group"),
+        sample(&text, "autoscaler_consumer_lag", &["telemetry-group"]),
         Some(7.0)
     );
     assert!(text.ends_with("# EOF\n"));
