@@ -102,11 +102,29 @@ pub trait Bus: Send + Sync {
     /// broker).
     async fn publish(&self, msg: Outgoing) -> Result<(), BusError>;
 
+    /// Publish one message without waiting for its acknowledgement: returns once the message is
+    /// queued (a full queue makes this wait: back-pressure, never a dropped message). Every
+    /// [`Subscription::ack`] made afterwards in this process stores its offset only once this
+    /// message — and every message queued before the ack — is acknowledged, so an input is
+    /// still marked done only after every output it caused is on the broker (at least once).
+    /// The default publishes and waits ([`Bus::publish`]).
+    async fn publish_pipelined(&self, msg: Outgoing) -> Result<(), BusError> {
+        self.publish(msg).await
+    }
+
     /// Join `group` on `topic`. Messages published after this call are delivered.
     async fn subscribe(&self, topic: &str, group: &str) -> Result<Box<dyn Subscription>, BusError>;
 
     /// Wait until everything published has been handed over (Kafka: flushed), at most `timeout`.
     async fn flush(&self, timeout: std::time::Duration) -> Result<(), BusError>;
+
+    /// The last `n` messages of each partition of `topic`, oldest first per partition, read
+    /// outside any group (e.g. a scaler taking over reads what its predecessor decided). Empty
+    /// when the bus keeps no history (the in-process bus keeps it only for the topics named in
+    /// [`MemoryBus::keep_history`]).
+    async fn tail(&self, _topic: &str, _n: usize) -> Result<Vec<Delivery>, BusError> {
+        Ok(Vec::new())
+    }
 }
 
 /// One member of a consumer group on one topic.
@@ -186,7 +204,8 @@ pub async fn dead_letter(bus: &dyn Bus, d: &Delivery, reason: &str) -> Result<()
     let reason = cut(reason, MAX_DLQ_REASON_LEN);
     tracing::warn!(topic = %d.topic, partition = d.partition, offset = d.offset, reason,
         "message dead-lettered");
-    bus.publish(dead_letter_message(d, &reason)).await
+    autoscaler_telemetry::record_dead_letter(&d.topic);
+    bus.publish_pipelined(dead_letter_message(d, &reason)).await
 }
 
 /// [`dead_letter`], retried with exponential backoff ([`Backoff`]) up to [`DLQ_ATTEMPTS`] times
@@ -198,13 +217,14 @@ pub async fn dead_letter_retrying(bus: &dyn Bus, d: &Delivery, reason: &str) -> 
     let reason = cut(reason, MAX_DLQ_REASON_LEN);
     tracing::warn!(topic = %d.topic, partition = d.partition, offset = d.offset, reason,
         "message dead-lettered");
+    autoscaler_telemetry::record_dead_letter(&d.topic);
     let msg = dead_letter_message(d, &reason);
     let mut backoff = Backoff::new(
         std::time::Duration::from_millis(100),
         std::time::Duration::from_secs(2),
     );
     for attempt in 1..=DLQ_ATTEMPTS {
-        match bus.publish(msg.clone()).await {
+        match bus.publish_pipelined(msg.clone()).await {
             Ok(()) => return true,
             Err(e) => {
                 let last = attempt == DLQ_ATTEMPTS || matches!(e, BusError::Closed);
@@ -259,13 +279,40 @@ pub async fn publish_retrying(
     msg: Outgoing,
     shutdown: &tokio_util::sync::CancellationToken,
 ) -> Result<bool, BusError> {
+    retrying(bus, msg, shutdown, false).await
+}
+
+/// [`publish_retrying`] through [`Bus::publish_pipelined`]: returns once the message is queued
+/// (its acknowledgement is collected as it comes; an input acknowledged after this call has its
+/// offset stored only once the message is on the broker). An outage is waited out the same way:
+/// a queue that cannot take the message, or a retryable error, is retried with backoff.
+pub async fn publish_pipelined_retrying(
+    bus: &dyn Bus,
+    msg: Outgoing,
+    shutdown: &tokio_util::sync::CancellationToken,
+) -> Result<bool, BusError> {
+    retrying(bus, msg, shutdown, true).await
+}
+
+async fn retrying(
+    bus: &dyn Bus,
+    msg: Outgoing,
+    shutdown: &tokio_util::sync::CancellationToken,
+    pipelined: bool,
+) -> Result<bool, BusError> {
     let mut backoff = Backoff::new(OUTAGE_BACKOFF_INITIAL, OUTAGE_BACKOFF_MAX);
     let mut failures = 0u64;
     loop {
         let attempt = tokio::select! {
             biased;
             _ = shutdown.cancelled() => return Ok(false),
-            r = bus.publish(msg.clone()) => r,
+            r = async {
+                if pipelined {
+                    bus.publish_pipelined(msg.clone()).await
+                } else {
+                    bus.publish(msg.clone()).await
+                }
+            } => r,
         };
         match attempt {
             Ok(()) => {
@@ -336,6 +383,8 @@ struct Inner {
     topics: HashMap<String, HashMap<String, Vec<Member>>>,
     stats: BusStats,
     offsets: HashMap<String, i64>,
+    /// topic → (capacity, last messages)
+    history: HashMap<String, (usize, std::collections::VecDeque<Delivery>)>,
     closed: bool,
 }
 
@@ -355,6 +404,13 @@ impl MemoryBus {
             capacity: capacity.max(1),
             overflow,
         }
+    }
+
+    /// Keep the last `n` messages of `topic`, for [`Bus::tail`].
+    pub fn keep_history(&self, topic: &str, n: usize) {
+        self.lock()
+            .history
+            .insert(topic.into(), (n, std::collections::VecDeque::new()));
     }
 
     /// A snapshot of the counters.
@@ -416,6 +472,12 @@ impl Bus for MemoryBus {
                 partition: 0,
                 offset,
             };
+            if let Some((cap, h)) = inner.history.get_mut(&msg.topic) {
+                h.push_back(delivery.clone());
+                while h.len() > *cap {
+                    h.pop_front();
+                }
+            }
             let mut targets = Vec::new();
             if let Some(groups) = inner.topics.get_mut(&msg.topic) {
                 for members in groups.values_mut() {
@@ -473,6 +535,13 @@ impl Bus for MemoryBus {
     async fn flush(&self, _timeout: std::time::Duration) -> Result<(), BusError> {
         // Publishing in memory completes when the message is queued: nothing is buffered.
         Ok(())
+    }
+
+    async fn tail(&self, topic: &str, n: usize) -> Result<Vec<Delivery>, BusError> {
+        let inner = self.lock();
+        Ok(inner.history.get(topic).map_or_else(Vec::new, |(_, h)| {
+            h.iter().skip(h.len().saturating_sub(n)).cloned().collect()
+        }))
     }
 }
 
@@ -701,6 +770,20 @@ mod tests {
                 .await
                 .is_err()
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_pipelined_publish_waits_out_an_outage_too() {
+        let bus = flaky(3);
+        let mut s = bus.subscribe("t", "g").await.unwrap();
+        let stop = tokio_util::sync::CancellationToken::new();
+        assert!(
+            publish_pipelined_retrying(&bus, Outgoing::new("t", "k", vec![4]), &stop)
+                .await
+                .unwrap()
+        );
+        assert_eq!(*bus.attempts.lock().unwrap(), 4);
+        assert_eq!(recv(&mut s).await.payload, vec![4]);
     }
 
     #[test]

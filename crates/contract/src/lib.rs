@@ -37,6 +37,11 @@ pub use sla::{violates_sla, within_sla, DEFAULT_SLA_P95_MS, ERROR_VIOLATION_PCT}
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+pub mod legacy;
+pub mod predictions;
+
+pub use legacy::decode_vector;
+
 /// The schema version written into every message by this build.
 pub const SCHEMA_VERSION: u32 = 1;
 

@@ -24,7 +24,7 @@ pub const BOOST_MAX_HISTORY: usize = 7 * BUCKETS_PER_DAY;
 /// The fewest points: one day for `day_ago` plus one day of training rows.
 pub const BOOST_MIN_POINTS: usize = 2 * BUCKETS_PER_DAY;
 /// Boosting rounds.
-pub const BOOST_ROUNDS: usize = 60;
+pub const BOOST_ROUNDS: usize = 40;
 /// Tree depth.
 pub const BOOST_MAX_DEPTH: u32 = 4;
 /// Learning rate.

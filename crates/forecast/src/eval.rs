@@ -17,6 +17,10 @@ use crate::{make_model, Forecast, ForecastError, History, BUCKETS_PER_DAY, BUCKE
 
 /// Buckets of history before the first origin (two days: MSTL's and the booster's minimum).
 pub const EVAL_WARMUP_BUCKETS: usize = 2 * BUCKETS_PER_DAY;
+/// Default path of `forecast-eval`'s JSON.
+pub const DEFAULT_EVAL_JSON: &str = "output/forecast-eval.json";
+/// Default path of `forecast-eval`'s plot.
+pub const DEFAULT_EVAL_PLOT: &str = "output/forecast-eval.svg";
 
 /// MAE, RMSE and MAPE of a set of predictions.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
@@ -248,78 +252,44 @@ pub fn evaluate(
     let origins: Vec<usize> = (cfg.warmup_buckets..=n - max_steps)
         .step_by(stride)
         .collect();
-    if let Some(p) = progress {
-        p.set_length(origins.len() as u64);
-    }
     let trace_h = if cfg.horizons_min.contains(&30) {
         30
     } else {
         cfg.horizons_min[0]
     };
     let trace_k = (trace_h / bucket_min) as usize;
-    let mut acc = vec![vec![Acc::default(); steps.len()]; models.len()];
-    let mut failures = vec![0usize; models.len()];
-    let mut secs = vec![0f64; models.len()];
-    let mut traces = vec![Vec::new(); models.len()];
-    let mut orders: Vec<OrderChoice> = Vec::new();
-    let mut naive = crate::baseline::Naive;
-    for &o in &origins {
-        let h = History::new(0, series[..o].to_vec());
-        let fallback = {
-            use crate::Forecaster;
-            naive.fit_forecast(&h, max_steps)
-        };
-        for (mi, m) in models.iter_mut().enumerate() {
-            let t0 = Instant::now();
-            let r = m.fit_forecast(&h, max_steps);
-            secs[mi] += t0.elapsed().as_secs_f64();
-            let f: Forecast = match r {
-                Ok(f) => f,
-                Err(e) => {
-                    failures[mi] += 1;
-                    tracing::debug!(model = m.name(), origin = o, error = %e, "fit failed; naive scored");
-                    match &fallback {
-                        Ok(f) => f.clone(),
-                        Err(_) => Forecast {
-                            mean: vec![series[o - 1]; max_steps],
-                            lower: vec![series[o - 1]; max_steps],
-                            upper: vec![series[o - 1]; max_steps],
-                            level: crate::INTERVAL_LEVEL,
-                        },
-                    }
-                }
-            };
-            if m.name() == "sarimax" {
-                let info = m.info();
-                if let (Some(order), Some(aic)) = (info.order, info.aic) {
-                    if orders.last().is_none_or(|l| l.order != order) {
-                        orders.push(OrderChoice {
-                            origin_bucket: o,
-                            order,
-                            aic,
-                        });
-                    }
-                }
-            }
-            for (si, k) in steps.iter().enumerate() {
-                let t = o + k - 1;
-                acc[mi][si].add(
-                    f.mean[k - 1],
-                    series[t],
-                    Some((f.lower[k - 1], f.upper[k - 1])),
-                );
-            }
-            traces[mi].push((
-                o + trace_k - 1,
-                f.mean[trace_k - 1],
-                f.lower[trace_k - 1],
-                f.upper[trace_k - 1],
-            ));
-        }
-        if let Some(p) = progress {
-            p.inc(1);
-        }
+    if let Some(p) = progress {
+        p.set_length((origins.len() * models.len()) as u64);
     }
+    // Each model runs its own rolling loop on its own thread (they share nothing).
+    let results: Vec<ModelRun> = std::thread::scope(|scope| {
+        let handles: Vec<_> = models
+            .iter_mut()
+            .map(|m| {
+                let (origins, steps) = (&origins, &steps);
+                scope.spawn(move || {
+                    run_model(
+                        m.as_mut(),
+                        series,
+                        origins,
+                        steps,
+                        max_steps,
+                        trace_k,
+                        progress,
+                    )
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("a model thread panicked"))
+            .collect()
+    });
+    let acc: Vec<Vec<Acc>> = results.iter().map(|r| r.acc.clone()).collect();
+    let failures: Vec<usize> = results.iter().map(|r| r.failures).collect();
+    let secs: Vec<f64> = results.iter().map(|r| r.secs).collect();
+    let orders: Vec<OrderChoice> = results.iter().flat_map(|r| r.orders.clone()).collect();
+    let traces: Vec<Vec<(usize, f64, f64, f64)>> = results.into_iter().map(|r| r.trace).collect();
     let mut rows = Vec::new();
     for (mi, m) in models.iter().enumerate() {
         for (si, hm) in cfg.horizons_min.iter().enumerate() {
@@ -353,6 +323,84 @@ pub fn evaluate(
             .collect(),
         trace_horizon_min: trace_h,
     })
+}
+
+struct ModelRun {
+    acc: Vec<Acc>,
+    failures: usize,
+    secs: f64,
+    orders: Vec<OrderChoice>,
+    trace: Vec<(usize, f64, f64, f64)>,
+}
+
+fn run_model(
+    m: &mut dyn crate::Forecaster,
+    series: &[f64],
+    origins: &[usize],
+    steps: &[usize],
+    max_steps: usize,
+    trace_k: usize,
+    progress: Option<&ProgressBar>,
+) -> ModelRun {
+    use crate::Forecaster;
+    let mut run = ModelRun {
+        acc: vec![Acc::default(); steps.len()],
+        failures: 0,
+        secs: 0.0,
+        orders: Vec::new(),
+        trace: Vec::new(),
+    };
+    let mut naive = crate::baseline::Naive;
+    for &o in origins {
+        let h = History::new(0, series[..o].to_vec());
+        let t0 = Instant::now();
+        let r = m.fit_forecast(&h, max_steps);
+        run.secs += t0.elapsed().as_secs_f64();
+        let f: Forecast = match r {
+            Ok(f) => f,
+            Err(e) => {
+                run.failures += 1;
+                tracing::debug!(model = m.name(), origin = o, error = %e, "fit failed; naive scored");
+                naive
+                    .fit_forecast(&h, max_steps)
+                    .unwrap_or_else(|_| Forecast {
+                        mean: vec![series[o - 1]; max_steps],
+                        lower: vec![series[o - 1]; max_steps],
+                        upper: vec![series[o - 1]; max_steps],
+                        level: crate::INTERVAL_LEVEL,
+                    })
+            }
+        };
+        if m.name() == "sarimax" {
+            let info = m.info();
+            if let (Some(order), Some(aic)) = (info.order, info.aic) {
+                if run.orders.last().is_none_or(|l| l.order != order) {
+                    run.orders.push(OrderChoice {
+                        origin_bucket: o,
+                        order,
+                        aic,
+                    });
+                }
+            }
+        }
+        for (si, k) in steps.iter().enumerate() {
+            run.acc[si].add(
+                f.mean[k - 1],
+                series[o + k - 1],
+                Some((f.lower[k - 1], f.upper[k - 1])),
+            );
+        }
+        run.trace.push((
+            o + trace_k - 1,
+            f.mean[trace_k - 1],
+            f.lower[trace_k - 1],
+            f.upper[trace_k - 1],
+        ));
+        if let Some(p) = progress {
+            p.inc(1);
+        }
+    }
+    run
 }
 
 /// The JSON `forecast-eval --json-out` writes: `{"models":[…], …}`.

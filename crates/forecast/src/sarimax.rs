@@ -676,6 +676,11 @@ pub fn fit(h: &History, spec: Spec, start: Option<&[f64]>) -> Result<SarimaxFit,
     for s in &starts {
         let step = if start.is_some() { 0.1 } else { 0.5 };
         let (x, v) = nelder_mead(&mut objective, s, step);
+        if start.is_some() {
+            // A warm refit (every FORECAST_INTERVAL_MIN) starts next to the optimum: one pass.
+            best = Some((x, v));
+            continue;
+        }
         // Restart once from the optimum (Nelder–Mead can stall on a ridge).
         let (x, v) = {
             let (x2, v2) = nelder_mead(&mut objective, &x, 0.05);

@@ -42,6 +42,12 @@ pub fn demo_backtest(hours: f64, seed: u64) -> Result<Backtest, LabError> {
 /// The summary's closing lines, one per baseline (deterministic: no timings, no paths).
 pub fn demo_lines(bt: &Backtest) -> Vec<String> {
     let mut out = Vec::new();
+    if let Some(p) = bt.policy("hybrid") {
+        out.push(format!(
+            "Same {} h under the default policy (hybrid): {:.1} SLA-violation minutes, {:.1} replica-hours, {} scale events (lab simulator)",
+            bt.hours, p.sla_violation_minutes, p.replica_hours, p.scale_events
+        ));
+    }
     let hpa = format!("hpa-{}", autoscaler_policy::fmt_num(DEMO_HPA_TARGET));
     if let Some(p) = bt.policy(&hpa) {
         out.push(format!(
@@ -67,9 +73,9 @@ mod tests {
         let a = demo_lines(&demo_backtest(6.0, 3).unwrap());
         let b = demo_lines(&demo_backtest(6.0, 3).unwrap());
         assert_eq!(a, b);
-        assert_eq!(a.len(), 2);
+        assert_eq!(a.len(), 3);
         assert!(
-            a[0].contains("HPA (70 % CPU)") && a[1].contains("oracle"),
+            a[0].contains("hybrid") && a[1].contains("HPA (70 % CPU)") && a[2].contains("oracle"),
             "{a:?}"
         );
     }

@@ -57,6 +57,12 @@ pub const DEFAULT_MAX_REPLICAS: u32 = 10;
 pub const DEFAULT_SEED: u64 = 42;
 /// Default HPA targets of the sweep, percent.
 pub const DEFAULT_HPA_TARGETS: [f64; 5] = [50.0, 60.0, 70.0, 80.0, 90.0];
+/// Default policy list of `backtest` (every policy, HPA as the sweep).
+pub const DEFAULT_POLICIES: &str = "all";
+/// Default start of a backtest's window, hours into the trace.
+pub const DEFAULT_START_HOUR: f64 = 0.0;
+/// Default worker threads of a backtest (0: one per core).
+pub const DEFAULT_THREADS: usize = 0;
 /// Default services (the demo's two).
 pub const DEFAULT_SERVICES: [&str; 2] = ["front-end", "orders"];
 /// Points kept per timeline (for plots).

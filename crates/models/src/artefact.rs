@@ -11,9 +11,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::engine;
 use crate::model::{check_features, check_threshold, version_of};
+use crate::native::Native;
 use crate::{
-    is_known_feature, MetadataExtra, Model, ModelError, ModelMetadata, TrainedModel, TrainingInfo,
-    METADATA_FORMAT_VERSION,
+    is_known_feature, read_metadata, MetadataExtra, Model, ModelError, ModelMetadata, TrainedModel,
+    TrainingInfo, METADATA_FORMAT_VERSION,
 };
 
 /// File name of the model itself inside `models_dir/<kind>/`.
@@ -99,25 +100,40 @@ pub(crate) fn decode<T: OwnFormat>(
     bytes: &[u8],
     path: &Path,
 ) -> Result<(T, FileFeatures), ModelError> {
-    let (expected, expected_version) = T::FORMAT;
+    let file: EnvelopeIn<T> = read_artefact(bytes, path, T::FORMAT)?;
+    file.body
+        .check(&file.feature_names)
+        .map_err(|reason| ModelError::BadArtefact {
+            path: path.to_path_buf(),
+            reason,
+        })?;
+    Ok((file.body, FileFeatures::Names(file.feature_names)))
+}
+
+/// Decode `bytes` as `T` once its `format` and `format_version` are `format` (`path` names the
+/// file in errors): a file of another format or version is reported as such rather than as
+/// whatever field its body lacks. [`decode`] and the native evaluator read files through it.
+pub(crate) fn read_artefact<T: DeserializeOwned>(
+    bytes: &[u8],
+    path: &Path,
+    format: Format,
+) -> Result<T, ModelError> {
+    let (expected, expected_version) = format;
     let json = |source| ModelError::Json {
         path: path.to_path_buf(),
         source,
     };
-    let bad = |reason| ModelError::BadArtefact {
-        path: path.to_path_buf(),
-        reason,
-    };
     let h: Header = serde_json::from_slice(bytes).map_err(json)?;
     if h.format != expected || h.format_version != expected_version {
-        return Err(bad(format!(
-            "format `{}` v{}, expected `{expected}` v{expected_version}",
-            h.format, h.format_version
-        )));
+        return Err(ModelError::BadArtefact {
+            path: path.to_path_buf(),
+            reason: format!(
+                "format `{}` v{}, expected `{expected}` v{expected_version}",
+                h.format, h.format_version
+            ),
+        });
     }
-    let file: EnvelopeIn<T> = serde_json::from_slice(bytes).map_err(json)?;
-    file.body.check(&file.feature_names).map_err(bad)?;
-    Ok((file.body, FileFeatures::Names(file.feature_names)))
+    serde_json::from_slice(bytes).map_err(json)
 }
 
 /// Write `models_dir/<kind>/model.json` (the library's format) and
@@ -217,6 +233,9 @@ pub fn load(kind: ModelKind, models_dir: &Path) -> Result<Box<dyn Model>, ModelE
     }
     let model_path = dir.join(MODEL_FILE);
     let model_bytes = read_file(&model_path)?;
+    // The native engine reads the file first: what it does not support is refused before the
+    // C API parses it (libxgboost can crash on a model it does not expect).
+    let (native, _) = Native::new(kind, &model_bytes, &model_path, &meta.feature_names)?;
     let (engine, file_features) = engine::decode(kind, &model_bytes, &model_path)?;
     match file_features {
         FileFeatures::Names(names) if names != meta.feature_names => {
@@ -261,7 +280,29 @@ pub fn load(kind: ModelKind, models_dir: &Path) -> Result<Box<dyn Model>, ModelE
         hyper_parameters: meta.hyper_parameters,
         model_bytes,
         engine,
+        native,
     }))
+}
+
+/// [`load`] for a reload while serving: also refuses a `model.json` that does not hash to the
+/// version `metadata.json` gives (a half-copied artefact, the files of two trainings mixed) —
+/// the caller keeps the model it has. [`load`] only warns, so a hand-written metadata file for
+/// a model trained elsewhere still loads at start.
+pub fn load_consistent(kind: ModelKind, models_dir: &Path) -> Result<Box<dyn Model>, ModelError> {
+    let meta = read_metadata(kind, models_dir)?;
+    let m = load(kind, models_dir)?;
+    if m.version() != meta.version {
+        return Err(ModelError::BadArtefact {
+            path: models_dir.join(kind.as_str()).join(MODEL_FILE),
+            reason: format!(
+                "hashes to version {} but {} says {}",
+                m.version(),
+                METADATA_FILE,
+                meta.version
+            ),
+        });
+    }
+    Ok(m)
 }
 
 /// [`load`], then check the model's feature list is exactly `expected` (names and order).

@@ -12,8 +12,10 @@ use crate::{forest, logistic, xgboost, Dataset, ModelError, Preprocessing, Train
 
 /// A fitted model of one of the three kinds.
 pub(crate) trait Engine: Send + Sync {
-    /// P(violation) per (already checked) row.
-    fn predict(&self, rows: &[&[f64]]) -> Result<Vec<f64>, ModelError>;
+    /// P(violation) per (already checked) row from the fitting library (the reference the
+    /// native engine is checked against). `model_file` is the model's `model.json` (a loaded
+    /// XGBoost model creates its booster from it on first use).
+    fn predict(&self, rows: &[&[f64]], model_file: &[u8]) -> Result<Vec<f64>, ModelError>;
     /// The bytes of `model.json`.
     fn to_bytes(&self, feature_names: &[String]) -> Result<Vec<u8>, ModelError>;
     /// How inputs are transformed before the model sees them.

@@ -115,6 +115,15 @@ pub enum ModelError {
         #[source]
         source: linfa_logistic::error::Error,
     },
+    /// A model file using something the native evaluator does not compute (an objective, a
+    /// booster, categorical splits, several outputs): refused rather than predicted differently.
+    #[error("unsupported model {}: {what}", .path.display())]
+    Unsupported {
+        /// The model file.
+        path: PathBuf,
+        /// What is not supported.
+        what: String,
+    },
     /// `save` was given a model not built by this crate.
     #[error("this model was not built by autoscaler-models and cannot be saved")]
     NotSaveable,

@@ -163,7 +163,7 @@ impl OwnFormat for Body {
 
 impl Engine for Forest {
     /// Fraction of trees voting for violation, per row.
-    fn predict(&self, rows: &[&[f64]]) -> Result<Vec<f64>, ModelError> {
+    fn predict(&self, rows: &[&[f64]], _model_file: &[u8]) -> Result<Vec<f64>, ModelError> {
         let mut votes = vec![0usize; rows.len()];
         for (t, tree) in self.body.trees.iter().enumerate() {
             let x: Vec<Vec<f64>> = rows

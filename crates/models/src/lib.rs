@@ -37,6 +37,7 @@
 //! | `metadata` | [`ModelMetadata`] (`metadata.json`), [`MetadataExtra`], [`read_metadata`] |
 //! | `artefact` | [`save`], [`load`]: files on disk and the envelope of our model-file formats |
 //! | `features` | building an input row from a feature vector ([`input_row`]) |
+//! | [`native`] | the native evaluator predictions run on (the fitting library is the reference) |
 #![deny(missing_docs)]
 
 pub use autoscaler_contract::{Features, ModelKind, FEATURE_NAMES};
@@ -50,10 +51,16 @@ pub mod forest;
 mod logistic;
 mod metadata;
 mod model;
+pub mod native;
 mod params;
 mod xgboost;
 
-pub use artefact::{artefacts_present, load, load_expecting, save, METADATA_FILE, MODEL_FILE};
+pub use native::Candidate;
+
+pub use artefact::{
+    artefacts_present, load, load_consistent, load_expecting, save, METADATA_FILE, MODEL_FILE,
+};
+pub(crate) use artefact::{read_artefact, FileFeatures};
 pub use dataset::Dataset;
 pub use error::ModelError;
 pub use features::{

@@ -173,7 +173,7 @@ impl OwnFormat for Logistic {
 }
 
 impl Engine for Logistic {
-    fn predict(&self, rows: &[&[f64]]) -> Result<Vec<f64>, ModelError> {
+    fn predict(&self, rows: &[&[f64]], _model_file: &[u8]) -> Result<Vec<f64>, ModelError> {
         Ok(rows.iter().map(|r| self.predict_one(r)).collect())
     }
 

@@ -1,11 +1,12 @@
 //! The [`Model`] trait the inference service and the evaluation call, the [`TrainedModel`] this
 //! crate builds, and [`train`].
 
-use autoscaler_contract::ModelKind;
+use autoscaler_contract::{Features, ModelKind};
 use sha2::{Digest, Sha256};
 
 use crate::dataset::hex;
 use crate::engine::{self, Engine};
+use crate::native::{self, Candidate};
 use crate::{is_known_feature, Dataset, ModelError, Preprocessing, TrainParams, TrainingInfo};
 
 /// Decision threshold on P(violation) when none is given.
@@ -31,6 +32,28 @@ pub trait Model: Send + Sync {
     }
     /// P(violation) for each row.
     fn predict_proba_batch(&self, rows: &[Vec<f64>]) -> Result<Vec<f64>, ModelError>;
+    /// P(violation) of each row of `rows`, a row-major matrix of `feature_names().len()`
+    /// columns, into `out` (one slot per row). This crate's models allocate nothing.
+    fn predict_proba_into(&self, rows: &[f64], out: &mut [f64]) -> Result<(), ModelError> {
+        let n = self.feature_names().len();
+        native::check_batch(rows.len(), n, out.len())?;
+        for (row, o) in rows.chunks_exact(n).zip(out) {
+            *o = self.predict_proba(row)?;
+        }
+        Ok(())
+    }
+    /// One feature vector at several replica counts: P(violation) per [`Candidate`] into `out`
+    /// (same length). At each count the per-replica features use that count and each feature
+    /// the candidate projects replaces the measured one (see [`native::Candidate`]). A missing
+    /// input is an error naming it, never a 0. This crate's models allocate nothing.
+    fn predict_proba_at_counts(
+        &self,
+        base: &Features,
+        candidates: &[Candidate],
+        out: &mut [f64],
+    ) -> Result<(), ModelError> {
+        native::at_counts_by_rows(self, base, candidates, out)
+    }
     /// The concrete model when it was built by this crate (what [`save`](crate::save) needs). Test doubles
     /// keep the default `None`.
     fn as_trained(&self) -> Option<&TrainedModel> {
@@ -58,7 +81,10 @@ pub struct TrainedModel {
     pub(crate) training: TrainingInfo,
     pub(crate) hyper_parameters: serde_json::Value,
     pub(crate) model_bytes: Vec<u8>,
+    /// The fitting library's model: the reference (and what trains and saves).
     pub(crate) engine: Box<dyn Engine>,
+    /// What predictions run on.
+    pub(crate) native: native::Native,
 }
 
 impl std::fmt::Debug for TrainedModel {
@@ -81,6 +107,33 @@ impl TrainedModel {
     /// The bytes [`save`] writes to `model.json`.
     pub fn model_bytes(&self) -> &[u8] {
         &self.model_bytes
+    }
+
+    /// The native engine predictions run on.
+    pub fn native(&self) -> &native::NativeModel {
+        &self.native.model
+    }
+
+    /// P(violation) per row from the library that fitted the model — XGBoost's C API,
+    /// smartcore's `predict`, linfa's coefficients — the reference the native engine is tested
+    /// and benchmarked against.
+    pub fn predict_proba_reference(&self, rows: &[Vec<f64>]) -> Result<Vec<f64>, ModelError> {
+        for row in rows {
+            self.check_row(row)?;
+        }
+        if rows.is_empty() {
+            return Ok(Vec::new());
+        }
+        let refs: Vec<&[f64]> = rows.iter().map(Vec::as_slice).collect();
+        let out = self.engine.predict(&refs, &self.model_bytes)?;
+        if out.len() != rows.len() {
+            return Err(ModelError::InvalidData(format!(
+                "{} predictions for {} rows",
+                out.len(),
+                rows.len()
+            )));
+        }
+        Ok(out)
     }
 
     /// Change the decision threshold (must be in [0, 1]).
@@ -134,28 +187,27 @@ impl Model for TrainedModel {
     }
     fn predict_proba(&self, row: &[f64]) -> Result<f64, ModelError> {
         self.check_row(row)?;
-        self.engine
-            .predict(&[row])?
-            .pop()
-            .ok_or_else(|| ModelError::InvalidData("no prediction returned for one row".into()))
+        Ok(self.native.model.predict_row(row))
     }
     fn predict_proba_batch(&self, rows: &[Vec<f64>]) -> Result<Vec<f64>, ModelError> {
-        for row in rows {
+        rows.iter().map(|row| self.predict_proba(row)).collect()
+    }
+    fn predict_proba_into(&self, rows: &[f64], out: &mut [f64]) -> Result<(), ModelError> {
+        let n = self.feature_names.len();
+        native::check_batch(rows.len(), n, out.len())?;
+        for row in rows.chunks_exact(n) {
             self.check_row(row)?;
         }
-        if rows.is_empty() {
-            return Ok(Vec::new());
-        }
-        let refs: Vec<&[f64]> = rows.iter().map(Vec::as_slice).collect();
-        let out = self.engine.predict(&refs)?;
-        if out.len() != rows.len() {
-            return Err(ModelError::InvalidData(format!(
-                "{} predictions for {} rows",
-                out.len(),
-                rows.len()
-            )));
-        }
-        Ok(out)
+        self.native.model.predict_batch(rows, out)
+    }
+    fn predict_proba_at_counts(
+        &self,
+        base: &Features,
+        candidates: &[Candidate],
+        out: &mut [f64],
+    ) -> Result<(), ModelError> {
+        self.native
+            .predict_at_counts(base, candidates, out, |row| self.check_row(row))
     }
     fn as_trained(&self) -> Option<&TrainedModel> {
         Some(self)
@@ -177,6 +229,12 @@ pub fn train(
     }
     let (engine, hyper_parameters) = engine::fit(kind, data, params)?;
     let model_bytes = engine.to_bytes(&data.feature_names)?;
+    let (native, _) = native::Native::new(
+        kind,
+        &model_bytes,
+        std::path::Path::new(kind.as_str()),
+        &data.feature_names,
+    )?;
     let training = TrainingInfo {
         training_fingerprint: data.fingerprint(),
         train_rows: data.rows.len(),
@@ -197,6 +255,7 @@ pub fn train(
         hyper_parameters,
         model_bytes,
         engine,
+        native,
     }))
 }
 

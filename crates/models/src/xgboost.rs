@@ -6,7 +6,7 @@
 //! `Booster.save_model("model.json")` writes and reads.
 
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 
 use xgb::{parameters::BoosterParameters, Booster, DMatrix};
 
@@ -16,9 +16,11 @@ use crate::params::{Checked, XgbParams};
 use crate::{Dataset, ModelError};
 
 /// A fitted booster. `Booster` is `Send` but not `Sync` (prediction mutates the learner), hence
-/// the mutex.
+/// the mutex. A loaded model creates its booster from the model's JSON on first use (only
+/// reference predictions need it: the native engine predicts), so a service that loads a model
+/// never pays libxgboost's load time or memory.
 pub(crate) struct XgbModel {
-    booster: Mutex<Booster>,
+    booster: OnceLock<Mutex<Booster>>,
 }
 
 fn xgb_err(context: &str) -> impl FnOnce(xgb::XGBError) -> ModelError + '_ {
@@ -97,7 +99,7 @@ impl XgbModel {
         hp.push(("class_weighting", params.class_weighting.into()));
         Ok((
             XgbModel {
-                booster: Mutex::new(booster),
+                booster: OnceLock::from(Mutex::new(booster)),
             },
             hyper(&hp),
         ))
@@ -142,24 +144,37 @@ impl XgbModel {
         } else {
             FileFeatures::Names(names)
         };
-        let mut booster = Booster::load_buffer(bytes).map_err(xgb_err("loading the model"))?;
-        booster
-            .set_param("nthread", "1")
-            .map_err(xgb_err("setting nthread"))?;
         Ok((
             XgbModel {
-                booster: Mutex::new(booster),
+                booster: OnceLock::new(),
             },
             features,
         ))
     }
+
+    /// The booster, created from `json` (the model file) on first use.
+    fn booster(&self, json: &[u8]) -> Result<&Mutex<Booster>, ModelError> {
+        if let Some(b) = self.booster.get() {
+            return Ok(b);
+        }
+        let mut booster = Booster::load_buffer(json).map_err(xgb_err("loading the model"))?;
+        booster
+            .set_param("nthread", "1")
+            .map_err(xgb_err("setting nthread"))?;
+        // Two first uses at once: one booster is kept, the other dropped.
+        let _ = self.booster.set(Mutex::new(booster));
+        self.booster.get().ok_or(ModelError::Poisoned)
+    }
 }
 
 impl Engine for XgbModel {
-    /// P(violation) per row; NaN = missing.
-    fn predict(&self, rows: &[&[f64]]) -> Result<Vec<f64>, ModelError> {
+    /// P(violation) per row through the C API; NaN = missing.
+    fn predict(&self, rows: &[&[f64]], model_file: &[u8]) -> Result<Vec<f64>, ModelError> {
         let dmat = dense(rows)?;
-        let booster = self.booster.lock().map_err(|_| ModelError::Poisoned)?;
+        let booster = self
+            .booster(model_file)?
+            .lock()
+            .map_err(|_| ModelError::Poisoned)?;
         let out = booster.predict(&dmat).map_err(xgb_err("predicting"))?;
         Ok(out
             .into_iter()
@@ -168,7 +183,12 @@ impl Engine for XgbModel {
     }
     /// XGBoost JSON of the model (it holds the feature names itself).
     fn to_bytes(&self, _feature_names: &[String]) -> Result<Vec<u8>, ModelError> {
-        let booster = self.booster.lock().map_err(|_| ModelError::Poisoned)?;
+        let booster = self
+            .booster
+            .get()
+            .ok_or(ModelError::NotSaveable)?
+            .lock()
+            .map_err(|_| ModelError::Poisoned)?;
         booster
             .save_buffer(false)
             .map_err(xgb_err("serialising the model to JSON"))

@@ -45,6 +45,8 @@ pub const PLAN_STEPS: usize = 60;
 pub const PLAN_LEAD_SECS: u64 = 120;
 /// Headroom of the `buffered` policy (fraction over the mean).
 pub const BUFFER_HEADROOM: f64 = 0.2;
+/// Default demand policy by name (what `autoscaler optimizer --demand-policy` takes).
+pub const DEFAULT_DEMAND_POLICY: &str = "confidence-aware";
 /// Cost of one replica per step.
 pub const REPLICA_COST: f64 = 1.0;
 /// Penalty per request/s of unmet demand per step.

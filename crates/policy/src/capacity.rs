@@ -26,6 +26,7 @@
 use std::collections::VecDeque;
 
 use crate::curve::LatencyCurve;
+use crate::quantile::HorizonQuantiles;
 use crate::{params_json, Observation, Policy, PolicySpec, Recommendation};
 
 /// Default target p95 as a fraction of the SLA.
@@ -50,9 +51,14 @@ pub const PARAMETERS: &[&str] = &[
     "down_window_secs",
     "extrapolate",
     "period_secs",
+    "risk",
 ];
 /// Default weight of the extrapolated newest half-window (0 = the window's mean only).
 pub const DEFAULT_EXTRAPOLATE: f64 = 1.0;
+/// Default risk budget of the learned quantile forecast ([`crate::quantile`]): the share of
+/// decisions allowed to meet more load than they sized for; 0 turns the learned forecast off
+/// (Holt's forecast only).
+pub const DEFAULT_RISK: f64 = 0.0;
 
 /// The sizer's state for one service.
 #[derive(Debug, Clone)]
@@ -69,6 +75,8 @@ pub struct Capacity {
     last_rps: Option<f64>,
     extrapolate: f64,
     period_secs: f64,
+    risk: f64,
+    quantiles: HorizonQuantiles,
     var_decay: f64,
     var_w: f64,
     var_s2: f64,
@@ -103,6 +111,13 @@ impl Capacity {
             last_rps: None,
             extrapolate: spec.get("extrapolate", DEFAULT_EXTRAPOLATE),
             period_secs: spec.get("period_secs", crate::DEFAULT_POLL_SECS),
+            risk: spec.get("risk", DEFAULT_RISK),
+            quantiles: HorizonQuantiles::new(
+                (spec.get("horizon_secs", DEFAULT_HORIZON_SECS)
+                    / spec.get("period_secs", crate::DEFAULT_POLL_SECS))
+                .ceil()
+                .max(1.0) as usize,
+            ),
             var_decay: 0.5f64.powf(1.0 / VARIABILITY_HALF_LIFE),
             var_w: 0.0,
             var_s2: 0.0,
@@ -112,6 +127,12 @@ impl Capacity {
         };
         if !(c.margin > 0.0 && c.margin <= 1.0) {
             return Err(format!("margin = {} must be in (0, 1]", c.margin));
+        }
+        if !(0.0..1.0).contains(&c.risk) {
+            return Err(format!("risk = {} must be in [0, 1)", c.risk));
+        }
+        if c.period_secs.is_nan() || c.period_secs <= 0.0 {
+            return Err(format!("period_secs = {} must be > 0", c.period_secs));
         }
         if !(c.headroom >= 0.0 && c.horizon_secs >= 0.0 && c.down_window_secs >= 0.0) {
             return Err("headroom, horizon_secs and down_window_secs must be >= 0".into());
@@ -169,7 +190,16 @@ impl Capacity {
                 // the previous poll (the windows of 30 s polls overlap by half): a jump shows
                 // here one poll sooner than in the window's mean.
                 let newest = last_rps.map_or(rps, |prev| rps + self.extrapolate * (rps - prev));
-                rps.max(newest).max(new_level + self.trend.max(0.0) * steps) + self.headroom * sd
+                let holt = rps.max(newest).max(new_level + self.trend.max(0.0) * steps)
+                    + self.headroom * sd;
+                let base = rps.max(newest);
+                let learned = if self.risk > 0.0 {
+                    self.quantiles.observe_with_base(rps, base);
+                    self.quantiles.forecast(base, self.risk)
+                } else {
+                    None
+                };
+                learned.map_or(holt, |q| q.max(rps))
             }
         };
         let safe = self
@@ -199,6 +229,8 @@ impl Policy for Capacity {
                 ("headroom", DEFAULT_HEADROOM),
                 ("horizon_secs", DEFAULT_HORIZON_SECS),
                 ("down_window_secs", DEFAULT_DOWN_WINDOW_SECS),
+                ("extrapolate", DEFAULT_EXTRAPOLATE),
+                ("risk", DEFAULT_RISK),
             ],
         )
     }

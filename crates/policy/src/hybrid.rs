@@ -29,6 +29,7 @@ pub const PARAMETERS: &[&str] = &[
     "down_window_secs",
     "extrapolate",
     "period_secs",
+    "risk",
 ];
 
 /// The composition for one service.

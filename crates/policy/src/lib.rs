@@ -37,11 +37,12 @@ pub mod ensemble;
 pub mod fixed;
 pub mod hpa;
 pub mod hybrid;
+pub mod quantile;
 pub mod threshold;
 pub mod triggers;
 
 /// Default SLA on p95 latency, ms (as the scaler's and the simulator's).
-pub const DEFAULT_SLA_P95_MS: f64 = 250.0;
+pub const DEFAULT_SLA_P95_MS: f64 = autoscaler_contract::DEFAULT_SLA_P95_MS;
 /// Default poll period of the policies that follow the aggregator, seconds.
 pub const DEFAULT_POLL_SECS: f64 = 30.0;
 

@@ -330,7 +330,7 @@ fn quantile_of_mixture(components: &[(f64, f64, f64)], q: f64) -> Option<f64> {
         } else {
             0.5 * (lo + hi)
         };
-        if (next - x).abs() <= 1e-9 * x.abs().max(1.0) || hi - lo <= 1e-9 * hi.max(1.0) {
+        if (next - x).abs() <= 1e-7 * x.abs().max(1.0) || hi - lo <= 1e-7 * hi.max(1.0) {
             return Some(next);
         }
         x = next;

@@ -11,15 +11,19 @@
 //! breaks the contract goes to `metrics.dlq` with the reason, and the service goes on.
 #![deny(missing_docs)]
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use autoscaler_bus::{dead_letter_retrying, publish_retrying, Backoff, Bus, BusError, Outgoing};
+use autoscaler_bus::{
+    dead_letter_retrying, publish_pipelined_retrying, Backoff, Bus, BusError, Outgoing,
+};
 use autoscaler_contract::{
-    decode, encode, ClockMode, FeatureVector, ModelKind, SkewCheck, Vote, METRICS_TOPIC,
+    decode_vector, encode, ClockMode, FeatureVector, ModelKind, SkewCheck, Vote, METRICS_TOPIC,
     SCHEMA_VERSION, VOTES_TOPIC,
 };
 use autoscaler_models::{input_row, input_row_one_fewer, is_known_feature, Model};
+use autoscaler_telemetry::predictions::{PredictionLog, DEFAULT_PREDICTIONS_MAX_BYTES};
 use tokio_util::sync::CancellationToken;
 
 /// Default allowed skew of a vector (|now − metric time|), seconds; as in the Sock Shop seed.
@@ -40,6 +44,11 @@ pub struct InferenceConfig {
     /// disables the check (in-process replays, whose metric time is simulated; over a bus use
     /// [`ClockMode::Replay`] instead).
     pub max_skew_secs: Option<u64>,
+    /// Append every vote to `<dir>/predictions_<model>.csv` (see `autoscaler_telemetry::predictions`);
+    /// `None`: no prediction log.
+    pub predictions_dir: Option<PathBuf>,
+    /// Rotate the prediction log past this size, bytes.
+    pub predictions_max_bytes: u64,
     /// The clock vectors are checked against.
     pub clock: ClockMode,
 }
@@ -53,6 +62,8 @@ impl InferenceConfig {
             votes_topic: VOTES_TOPIC.into(),
             group: format!("inference-{model}"),
             max_skew_secs: Some(DEFAULT_MAX_SKEW_SECS),
+            predictions_dir: None,
+            predictions_max_bytes: DEFAULT_PREDICTIONS_MAX_BYTES,
             clock: ClockMode::Wall,
         }
     }
@@ -88,6 +99,9 @@ pub enum InferenceError {
     /// The bus failed.
     #[error("bus")]
     Bus(#[from] BusError),
+    /// The prediction log's directory cannot be created.
+    #[error(transparent)]
+    Predictions(#[from] autoscaler_telemetry::predictions::PredictionLogError),
     /// The configuration is invalid.
     #[error("invalid inference configuration: {}", .0.join("; "))]
     Config(Vec<String>),
@@ -213,6 +227,15 @@ pub async fn run_with_reload(
 ) -> Result<InferenceReport, InferenceError> {
     let mut deps = deps;
     check_model(&cfg, deps.model.as_ref())?;
+    let predictions = match &cfg.predictions_dir {
+        Some(dir) => Some(PredictionLog::new(
+            dir,
+            cfg.model,
+            cfg.predictions_max_bytes,
+        )?),
+        None => None,
+    };
+    autoscaler_telemetry::set_model_version(cfg.model, deps.model.version());
     let mut sub = deps.bus.subscribe(&cfg.metrics_topic, &cfg.group).await?;
     let mut report = InferenceReport::default();
     let mut skew = cfg
@@ -264,7 +287,8 @@ pub async fn run_with_reload(
                 autoscaler_bus::OUTAGE_BACKOFF_MAX,
             );
         }
-        let vector = decode::<FeatureVector>(&delivery.payload)
+        // Ours, or the Sock Shop seed's legacy form (autoscaler_contract::legacy).
+        let vector = decode_vector(&delivery.payload)
             .and_then(|v| v.validate(None, 0).map(|_| v))
             .and_then(|v| match skew.as_mut() {
                 Some(check) => check.check(chrono::Utc::now(), v.metric_time).map(|_| v),
@@ -286,6 +310,10 @@ pub async fn run_with_reload(
                                 to = next.version(), "model reloaded");
                             deps.model = next;
                             report.reloads += 1;
+                            autoscaler_telemetry::set_model_version(
+                                cfg.model,
+                                deps.model.version(),
+                            );
                         }
                         Err(e) => {
                             tracing::error!(error = %e, "refusing the reloaded model; keeping the current one")
@@ -298,15 +326,22 @@ pub async fn run_with_reload(
                     tracing::info!(vector = %vote.vector_id, model = %cfg.model, reason, "abstained");
                 }
                 let msg = Outgoing::new(&cfg.votes_topic, &vote.service, encode(&vote));
-                if !publish_retrying(deps.bus.as_ref(), msg, &shutdown).await? {
+                if !publish_pipelined_retrying(deps.bus.as_ref(), msg, &shutdown).await? {
                     // Stopping during an outage: the vector is not acknowledged, so a restart
                     // votes on it.
                     break;
                 }
                 report.votes += 1;
+                autoscaler_telemetry::record_vote(&vote);
+                if let Some(log) = &predictions {
+                    if let Err(e) = log.append(&vector, &vote) {
+                        tracing::error!(error = %e, "prediction not logged");
+                    }
+                }
             }
         }
-        // The output is published (acknowledged by the bus): only now is the input done.
+        // The output is published: the input is done once the bus has it acknowledged (a
+        // pipelined publish defers this ack's offset until then).
         sub.ack(&delivery).await?;
     }
     deps.bus.flush(Duration::from_secs(5)).await?;
@@ -319,6 +354,7 @@ pub async fn run_with_reload(
 mod tests {
     use super::*;
     use autoscaler_bus::{MemoryBus, Overflow};
+    use autoscaler_contract::decode;
     use autoscaler_contract::fixtures;
     use autoscaler_models::ModelError;
 
@@ -450,7 +486,7 @@ mod tests {
 mod hardening_tests {
     use super::*;
     use autoscaler_bus::{Delivery, MemoryBus, Overflow, Subscription};
-    use autoscaler_contract::{Features, VectorId};
+    use autoscaler_contract::decode;
     use autoscaler_models::ModelError;
 
     /// A model answering a fixed probability (NaN included).
@@ -475,21 +511,11 @@ mod hardening_tests {
     }
 
     fn vector_at(t: chrono::DateTime<chrono::Utc>) -> FeatureVector {
-        FeatureVector {
-            schema_version: SCHEMA_VERSION,
-            vector_id: VectorId::new("orders", 1, t),
-            timestamp: t,
-            metric_time: t,
-            service: "orders".into(),
-            poll: 1,
-            replicas: Some(2),
-            stale: false,
-            stale_reason: None,
-            features: Features {
-                p95_latency_ms: Some(40.0),
-                ..Features::default()
-            },
-        }
+        autoscaler_contract::fixtures::vector("orders", 1)
+            .at(t)
+            .replicas(2)
+            .with(|f| f.p95_latency_ms = Some(40.0))
+            .build()
     }
 
     /// Low: a NaN from the model is an abstention with the reason, a valid vote.
@@ -571,6 +597,7 @@ mod hardening_tests {
 mod reload_tests {
     use super::*;
     use autoscaler_bus::{MemoryBus, Overflow};
+    use autoscaler_contract::decode;
     use autoscaler_contract::fixtures;
     use autoscaler_models::ModelError;
     use std::collections::BTreeMap;
@@ -650,7 +677,7 @@ mod reload_tests {
                     ))
                     .await
                     .unwrap();
-                    if poll % 7 == 0 {
+                    if poll.is_multiple_of(7) {
                         tokio::task::yield_now().await;
                     }
                 }

@@ -52,12 +52,16 @@ use autoscaler_planner::{
     PLAN_LEAD_SECS, PLAN_STEPS, PLAN_STEP_SECS, SOLVER_TIMEOUT_MS,
 };
 
-pub use source::{HistorySource, PrometheusSource, TraceSource};
+pub use source::{HistorySource, PrometheusSource, TraceSource, DEFAULT_RATE_QUERY};
 
 /// The largest `cache_size` accepted (one hour of per-second values).
 pub const MAX_CACHE_SIZE: u32 = 3600;
 /// The request rate one replica serves when none has been learned (requests/s).
 pub const DEFAULT_CAPACITY_RPS: f64 = 10.0;
+/// Default address of `autoscaler optimizer`.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8095";
+/// Default replay speed of `--trace` (simulated seconds per wall second).
+pub const DEFAULT_REPLAY_SPEED: f64 = 1.0;
 /// The environment variable naming the token file.
 pub const TOKEN_FILE_ENV: &str = "OPTIMIZER_TOKEN_FILE";
 /// The environment variable holding the token.
@@ -382,6 +386,18 @@ impl Optimizer {
                 }
             }
         });
+    }
+
+    /// Plans answered so far, and how many of them were fallback plans (the closing line).
+    pub fn totals(&self) -> (u64, u64) {
+        let get = |o: &'static str| {
+            self.metrics
+                .requests
+                .get_or_create(&OutcomeLabel { outcome: o })
+                .get()
+        };
+        let fallback = get("fallback");
+        (get("ok") + fallback, fallback)
     }
 
     /// Wait until `app` has a forecast or its fit failed (tests and `--trace` warm-up).

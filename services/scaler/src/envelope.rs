@@ -36,6 +36,9 @@ pub const DEFAULT_COOLDOWN_DOWN_SECS: u64 = 240;
 pub const DEFAULT_STABILIZATION_SECS: u64 = 300;
 /// Longest cooldown or stabilization window accepted, seconds (one day).
 pub const MAX_DURATION_SECS: u64 = 86_400;
+/// Most entries of a service's stabilization history (a day of 10-second polls is 8,640; a
+/// replay flood keeps the highest recommendations, so a cut never allows a scale-down).
+pub const MAX_RECENT: usize = 10_000;
 /// Most replicas the envelope manages per service (and largest step).
 pub const MAX_REPLICAS_LIMIT: u32 = 10_000;
 
@@ -269,13 +272,36 @@ pub fn apply(cfg: &EnvelopeConfig, state: &mut ServiceState, p: &Proposal) -> Ou
         state.recent.pop_front();
     }
     let step = step_for(cfg.max_step, &p.severity);
-    if let Some(current) = p.current.filter(|_| !p.stale) {
-        let recommended = match p.verdict {
-            Verdict::ScaleUp => current.saturating_add(step),
-            Verdict::NoAction => current,
-            Verdict::ScaleDown => current.saturating_sub(1),
-        };
-        state.recent.push_back((at, recommended));
+    match p.current {
+        Some(current) if !p.stale => {
+            let recommended = match p.verdict {
+                Verdict::ScaleUp => current.saturating_add(step),
+                Verdict::NoAction => current,
+                Verdict::ScaleDown => current.saturating_sub(1),
+            };
+            state.recent.push_back((at, recommended));
+        }
+        // A stale poll (e.g. Prometheus down) or unknown replicas recommend keeping what runs:
+        // the window never empties during an outage, so no scale-down comes in the first
+        // polls after it (while `rate()` still under-counts), only once a whole window of
+        // fresh "down"s has passed.
+        Some(current) => state.recent.push_back((at, current)),
+        None => {
+            if let Some(&(_, last)) = state.recent.back() {
+                state.recent.push_back((at, last));
+            }
+        }
+    }
+    // Bounded: one entry per poll within the window; a flood of polls keeps the highest ones.
+    while state.recent.len() > MAX_RECENT {
+        let lowest = state
+            .recent
+            .iter()
+            .enumerate()
+            .min_by_key(|(_, (_, r))| *r)
+            .map(|(i, _)| i)
+            .unwrap_or(0);
+        state.recent.remove(lowest);
     }
     let mut adj = Vec::new();
     let Some(current) = p.current else {
@@ -414,6 +440,52 @@ mod tests {
         let mut p = prop(Verdict::ScaleUp, Some(2), 0);
         p.stale = true;
         assert_eq!(apply(&cfg, &mut st, &p).to, Some(2));
+    }
+
+    /// Medium 9: a Prometheus outage longer than the stabilization window no longer empties
+    /// it: the first fresh "down" after the outage is held, the window runs from the outage's
+    /// end.
+    #[test]
+    fn an_outage_holds_the_stabilization_window() {
+        let cfg = EnvelopeConfig::default();
+        let mut st = ServiceState::default();
+        assert_eq!(
+            apply(&cfg, &mut st, &prop(Verdict::NoAction, Some(4), 0)).to,
+            Some(4)
+        );
+        for at in (10..=1_000).step_by(10) {
+            let mut p = prop(Verdict::NoAction, Some(4), at);
+            p.stale = true;
+            apply(&cfg, &mut st, &p);
+        }
+        // replicas unknown for a while too
+        apply(&cfg, &mut st, &prop(Verdict::NoAction, None, 1_010));
+        let o = apply(&cfg, &mut st, &prop(Verdict::ScaleDown, Some(4), 1_020));
+        assert_eq!(o.to, Some(4), "{o:?}");
+        assert!(o.adjustments[0].starts_with("stabilization"), "{o:?}");
+        let o = apply(&cfg, &mut st, &prop(Verdict::ScaleDown, Some(4), 1_200));
+        assert_eq!(o.to, Some(4), "{o:?}");
+        // A whole window of fresh "down"s after the last stale poll: now it may.
+        let o = apply(&cfg, &mut st, &prop(Verdict::ScaleDown, Some(4), 1_311));
+        assert_eq!(o.to, Some(3), "{o:?}");
+    }
+
+    #[test]
+    fn the_stabilization_history_is_bounded() {
+        let cfg = EnvelopeConfig {
+            stabilization_secs: MAX_DURATION_SECS,
+            ..EnvelopeConfig::default()
+        };
+        let mut st = ServiceState::default();
+        for at in 0..(MAX_RECENT as i64 + 500) {
+            apply(&cfg, &mut st, &prop(Verdict::NoAction, Some(3), at));
+        }
+        apply(&cfg, &mut st, &prop(Verdict::ScaleUp, Some(3), 20_000));
+        assert_eq!(st.recent.len(), MAX_RECENT);
+        assert!(
+            st.recent.iter().any(|(_, r)| *r == 4),
+            "the highest is kept"
+        );
     }
 
     #[test]

@@ -38,8 +38,10 @@ use tokio_util::sync::CancellationToken;
 
 /// The topic of lease claims (one partition: the log's order is the lease's order).
 pub const LEASE_TOPIC: &str = "scaler-lease";
+/// Default lease period, seconds (a standby takes over within two of them).
+pub const DEFAULT_LEASE_TTL_SECS: u64 = 10;
 /// Default lease period.
-pub const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(10);
+pub const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(DEFAULT_LEASE_TTL_SECS);
 /// Shortest and longest lease period accepted.
 pub const LEASE_TTL_RANGE: (Duration, Duration) =
     (Duration::from_millis(500), Duration::from_secs(300));
@@ -292,19 +294,19 @@ impl LeaseConfig {
         }
     }
 
+    /// The name of the scaler that keeps its state in `state_db` on this host:
+    /// `<host>:<path>`. A restart of that scaler (same host, same file) takes its lease back at
+    /// once instead of waiting for it to expire; two scalers on one host must not share a file
+    /// anyway. Hosts (containers) differ in their host name.
+    pub fn holder_for(state_db: &std::path::Path) -> String {
+        format!("{}:{}", host_name(), state_db.display())
+    }
+
     /// A name unique to this process: `<host>-<pid>-<start ms>`.
     pub fn unique_holder() -> String {
-        let host = std::env::var("HOSTNAME")
-            .ok()
-            .filter(|h| !h.is_empty())
-            .or_else(|| {
-                std::fs::read_to_string("/etc/hostname")
-                    .ok()
-                    .map(|h| h.trim().to_string())
-            })
-            .unwrap_or_else(|| "scaler".into());
         format!(
-            "{host}-{}-{}",
+            "{}-{}-{}",
+            host_name(),
             std::process::id(),
             chrono::Utc::now().timestamp_millis()
         )
@@ -319,11 +321,23 @@ impl LeaseConfig {
                 LEASE_TTL_RANGE.0, LEASE_TTL_RANGE.1, self.ttl
             ));
         }
-        if self.holder.is_empty() || self.holder.len() > 256 {
-            p.push("lease holder name must be 1 to 256 bytes".into());
+        if self.holder.is_empty() || self.holder.len() > 1024 {
+            p.push("lease holder name must be 1 to 1024 bytes".into());
         }
         p
     }
+}
+
+fn host_name() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .or_else(|| {
+            std::fs::read_to_string("/etc/hostname")
+                .ok()
+                .map(|h| h.trim().to_string())
+        })
+        .unwrap_or_else(|| "scaler".into())
 }
 
 #[derive(Debug, Default)]
@@ -565,6 +579,29 @@ impl Campaign {
             }
         }
     }
+}
+
+/// The lease topic of the pipelines whose consumer groups carry `group_prefix` (several
+/// pipelines on one cluster each have their own lease).
+pub fn lease_topic(group_prefix: &str) -> String {
+    format!("{group_prefix}{LEASE_TOPIC}")
+}
+
+/// Campaign for the lease on a Kafka cluster: [`lease_topic`] is created (one partition) if it
+/// does not exist and read from its beginning by explicit assignment — no consumer group (on
+/// tansu a killed member's successor is assigned nothing). Every claim has the same key, so
+/// even on a topic made with more partitions the claims share one, in one order.
+pub async fn start_on_kafka(
+    bus: &Arc<autoscaler_bus::kafka::KafkaBus>,
+    cfg: LeaseConfig,
+    shutdown: CancellationToken,
+) -> Result<(Arc<LogLease>, tokio::task::JoinHandle<()>), LeaseError> {
+    let topic = lease_topic(&bus.config().group_prefix);
+    bus.ensure_topic_with_partitions(&topic, 1).await?;
+    let reader = bus.log_reader(&topic).await?;
+    let dyn_bus: Arc<dyn Bus> = bus.clone();
+    let log = BusLeaseLog::new(dyn_bus, &topic, reader);
+    Ok(LogLease::start(cfg, Box::new(log), shutdown))
 }
 
 /// A lease that is always held (a scaler that is alone by construction: the embedded pipeline).

@@ -80,6 +80,9 @@ pub struct ScalerConfig {
     /// The state database (SQLite); `None`: state lives in memory and a restart forgets
     /// cooldowns and decided ids.
     pub state_db: Option<PathBuf>,
+    /// Print every decision on stdout (the standalone scaler): the seed's block when it changes
+    /// something, one line otherwise (`autoscaler_telemetry::block::print_decision`).
+    pub print_decisions: bool,
     /// The clock votes are checked against: the wall clock in production, the log's own time in
     /// a replay ([`ClockMode`]).
     pub clock: ClockMode,
@@ -101,6 +104,7 @@ impl ScalerConfig {
             envelope: EnvelopeConfig::default(),
             dry_run: false,
             state_db: None,
+            print_decisions: false,
             clock: ClockMode::Wall,
             max_skew_secs: DEFAULT_MAX_SKEW_SECS,
         }
@@ -126,6 +130,32 @@ impl ScalerConfig {
         p.extend(SkewCheck::new(self.clock, self.max_skew_secs).problems());
         p
     }
+}
+
+/// Where a scaler over Kafka keeps its state when no path is given: `$XDG_STATE_HOME/autoscaler/
+/// scaler-<group>.db`, else `$HOME/.local/state/autoscaler/scaler-<group>.db` (XDG's default),
+/// else `None` (then a path must be given). Without it a restart would re-decide and re-act on
+/// the votes it had not committed.
+pub fn default_state_db(group: &str) -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_STATE_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME")
+                .filter(|v| !v.is_empty())
+                .map(|h| PathBuf::from(h).join(".local/state"))
+        })?;
+    let name: String = group
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    Some(base.join("autoscaler").join(format!("scaler-{name}.db")))
 }
 
 /// What the scaler needs from outside.
@@ -182,6 +212,9 @@ pub struct ScalerReport {
     pub conflicts: u64,
     /// Decisions held because this instance did not hold the lease (a standby).
     pub lease_holds: u64,
+    /// State-store writes that failed (disk full, locked); a change it could not record is
+    /// held.
+    pub store_failures: u64,
     /// What the ballot box saw.
     pub ballot: autoscaler_voting::BoxCounters,
 }
@@ -210,9 +243,12 @@ pub async fn run(
     run_with_lease(cfg, deps, None, shutdown).await
 }
 
-/// [`run`], acting only while holding `lease` ([`lease`]): without it the scaler stays up,
-/// reads and decides, but every decision is a hold ("standby") and nothing is actuated; the
-/// lease is confirmed against its log right before every actuation.
+/// [`run`], deciding and acting only while holding `lease` ([`lease`]). Without it the scaler
+/// stays up as a standby: it reads no votes (its group membership would take partitions from
+/// the holder) and changes nothing. On taking the lease it reads back the decisions already
+/// published ([`TAKEOVER_TAIL`]): those vectors are never decided again and the cooldowns their
+/// actions started hold. The lease is confirmed against its log right before every actuation,
+/// and its epoch goes with the change as a fencing token ([`Actuator::set_replicas_fenced`]).
 pub async fn run_with_lease(
     cfg: ScalerConfig,
     deps: ScalerDeps,
@@ -223,7 +259,6 @@ pub async fn run_with_lease(
     if !problems.is_empty() {
         return Err(ScalerError::Config(problems));
     }
-    let mut sub = deps.bus.subscribe(&cfg.votes_topic, &cfg.group).await?;
     let recv_backoff_new = || {
         autoscaler_bus::Backoff::new(
             Duration::from_millis(200),
@@ -233,8 +268,6 @@ pub async fn run_with_lease(
     let mut recv_backoff = recv_backoff_new();
     let mut recv_failures = 0u64;
     let mut ballots = BallotBox::new(cfg.voting.expected.clone(), cfg.decision_window);
-    let mut pending_acks: HashMap<autoscaler_contract::VectorId, Vec<autoscaler_bus::Delivery>> =
-        HashMap::new();
     let (store, states) = restore(&cfg, &mut ballots)?;
     let origin = tokio::time::Instant::now();
     if cfg.clock == ClockMode::Replay {
@@ -258,13 +291,50 @@ pub async fn run_with_lease(
     tracing::info!(strategy = %s.cfg.voting.strategy, actuator = s.deps.actuator.name(),
         window_ms = s.cfg.decision_window.as_millis() as u64, dry_run = s.cfg.dry_run,
         "scaler started");
-    loop {
-        let deadline = ballots.next_deadline().map(|d| origin + d);
-        tokio::select! {
-            biased;
-            _ = shutdown.cancelled() => break,
-            _ = sleep_until_opt(deadline) => {
-                for ready in ballots.expire(origin.elapsed()) {
+    let mut counters = autoscaler_voting::BoxCounters::default();
+    let mut first_term = true;
+    // A term: from taking the lease (at once without one) to losing it or stopping.
+    'terms: loop {
+        if let Some(lease) = s.lease.clone() {
+            if !lease.is_held() {
+                tracing::info!(lease = %lease.describe(), "standby: waiting for the lease");
+                loop {
+                    tokio::select! {
+                        biased;
+                        _ = shutdown.cancelled() => break 'terms,
+                        _ = tokio::time::sleep(LEASE_CHECK_INTERVAL) => {
+                            if lease.is_held() { break; }
+                        }
+                    }
+                }
+                tracing::info!(lease = %lease.describe(), "lease taken: deciding");
+            }
+            if !first_term {
+                ballots = s.fresh_ballots()?;
+            }
+            s.catch_up(&mut ballots).await;
+        }
+        first_term = false;
+        let mut sub = s
+            .deps
+            .bus
+            .subscribe(&s.cfg.votes_topic, &s.cfg.group)
+            .await?;
+        let mut pending_acks: HashMap<
+            autoscaler_contract::VectorId,
+            Vec<autoscaler_bus::Delivery>,
+        > = HashMap::new();
+        let mut lease_tick = tokio::time::interval(LEASE_CHECK_INTERVAL);
+        let watching_lease = s.lease.is_some();
+        // Expired ballots are decided a batch at a time; after a full batch the next vote is
+        // read first, so a pile of expired (e.g. junk) ballots never holds a complete one back.
+        let (mut expire_due, mut prefer_recv) = (false, false);
+        let stop = loop {
+            if expire_due {
+                expire_due = false;
+                let batch = ballots.expire_at_most(origin.elapsed(), EXPIRE_BATCH);
+                prefer_recv = batch.len() == EXPIRE_BATCH;
+                for ready in batch {
                     let id = ready.vector_id.clone();
                     let acks = pending_acks.remove(&id).unwrap_or_default();
                     if s.decide(ready).await? {
@@ -274,78 +344,105 @@ pub async fn run_with_lease(
                     }
                 }
             }
-            msg = sub.recv() => {
-                let Some(msg) = msg else { break };
-                let delivery = match msg {
-                    Ok(d) => d,
-                    Err(e) if e.is_retryable() => {
-                        recv_failures += 1;
-                        if recv_failures % 10 == 1 {
-                            tracing::warn!(error = %e, failures = recv_failures,
-                                "receiving votes failed; waiting for the broker");
-                        }
-                        tokio::time::sleep(recv_backoff.next_delay()).await;
-                        continue;
+            let deadline = ballots.next_deadline().map(|d| origin + d);
+            let (early, late) = if prefer_recv {
+                (None, deadline)
+            } else {
+                (deadline, None)
+            };
+            tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => break Stop::Shutdown,
+                _ = lease_tick.tick(), if watching_lease => {
+                    if s.lease.as_ref().is_some_and(|l| !l.is_held()) {
+                        break Stop::LeaseLost;
                     }
-                    Err(e) => return Err(e.into()),
-                };
-                if recv_failures > 0 {
-                    tracing::info!(failures = recv_failures, "receiving votes again");
-                    recv_failures = 0;
-                    recv_backoff = recv_backoff_new();
                 }
-                let vote = decode::<Vote>(&delivery.payload)
-                    .and_then(|v| v.validate().map(|_| v))
-                    .and_then(|v| s.check_time(&v).map(|_| v));
-                match vote {
-                    Err(e) => {
-                        if !dead_letter_retrying(s.deps.bus.as_ref(), &delivery, &e.to_string()).await {
-                            s.report.dead_letter_failures += 1;
+                _ = sleep_until_opt(early) => expire_due = true,
+                msg = sub.recv() => {
+                    prefer_recv = false;
+                    let Some(msg) = msg else { break Stop::Closed };
+                    let delivery = match msg {
+                        Ok(d) => d,
+                        Err(e) if e.is_retryable() => {
+                            recv_failures += 1;
+                            if recv_failures % 10 == 1 {
+                                tracing::warn!(error = %e, failures = recv_failures,
+                                    "receiving votes failed; waiting for the broker");
+                            }
+                            tokio::time::sleep(recv_backoff.next_delay()).await;
+                            continue;
                         }
-                        s.report.dead_letters += 1;
+                        Err(e) => return Err(e.into()),
+                    };
+                    if recv_failures > 0 {
+                        tracing::info!(failures = recv_failures, "receiving votes again");
+                        recv_failures = 0;
+                        recv_backoff = recv_backoff_new();
                     }
-                    Ok(vote) => {
-                        let (id, model) = (vote.vector_id.clone(), vote.model);
-                        match ballots.offer(vote, origin.elapsed()) {
-                            Offer::Ready(ready) => {
-                                let acks = pending_acks.remove(&id).unwrap_or_default();
-                                if !s.decide(ready).await? {
-                                    // Stopping before the decision was published: nothing is
-                                    // acknowledged, a restart redelivers the votes.
+                    let vote = decode::<Vote>(&delivery.payload)
+                        .and_then(|v| v.validate().map(|_| v))
+                        .and_then(|v| s.check_time(&v).map(|_| v));
+                    match vote {
+                        Err(e) => {
+                            if !dead_letter_retrying(s.deps.bus.as_ref(), &delivery, &e.to_string()).await {
+                                s.report.dead_letter_failures += 1;
+                            }
+                            s.report.dead_letters += 1;
+                        }
+                        Ok(vote) => {
+                            let (id, model) = (vote.vector_id.clone(), vote.model);
+                            match ballots.offer(vote, origin.elapsed()) {
+                                Offer::Ready(ready) => {
+                                    let acks = pending_acks.remove(&id).unwrap_or_default();
+                                    if !s.decide(ready).await? {
+                                        // Stopping before the decision was published: nothing is
+                                        // acknowledged, a restart redelivers the votes.
+                                        continue;
+                                    }
+                                    for d in acks {
+                                        sub.ack(&d).await?;
+                                    }
+                                }
+                                Offer::Pending => {
+                                    // Acknowledged only once the decision it feeds is published:
+                                    // a crash before that redelivers it (at least once).
+                                    pending_acks.entry(id).or_default().push(delivery);
                                     continue;
                                 }
-                                for d in acks {
-                                    sub.ack(&d).await?;
-                                }
+                                Offer::Duplicate => tracing::warn!(vector = %id, %model, "duplicate vote ignored"),
+                                Offer::Late => tracing::warn!(vector = %id, %model, "late vote: vector already decided"),
+                                Offer::UnknownModel => tracing::warn!(vector = %id, %model, "vote from a model that is not expected"),
                             }
-                            Offer::Pending => {
-                                // Acknowledged only once the decision it feeds is published:
-                                // a crash before that redelivers it (at least once).
-                                pending_acks.entry(id).or_default().push(delivery);
-                                continue;
-                            }
-                            Offer::Duplicate => tracing::warn!(vector = %id, %model, "duplicate vote ignored"),
-                            Offer::Late => tracing::warn!(vector = %id, %model, "late vote: vector already decided"),
-                            Offer::UnknownModel => tracing::warn!(vector = %id, %model, "vote from a model that is not expected"),
                         }
                     }
+                    sub.ack(&delivery).await?;
                 }
-                sub.ack(&delivery).await?;
+                _ = sleep_until_opt(late) => expire_due = true,
+            }
+        };
+        // Vectors still open are not decided on a partial ballot: their votes are not
+        // acknowledged, so after a restart (or by the next holder of the lease) they are
+        // delivered again and decided then (the window is a maximum wait, not a licence to
+        // decide on fewer votes than will come).
+        if ballots.open_len() > 0 {
+            tracing::info!(
+                open = ballots.open_len(),
+                "ending with open ballots; their votes will be redelivered"
+            );
+        }
+        sub.close().await?;
+        counters = add_counters(counters, ballots.counters());
+        match stop {
+            Stop::Shutdown | Stop::Closed => break 'terms,
+            Stop::LeaseLost => {
+                tracing::warn!("lease lost: standing by, deciding nothing");
+                ballots = s.fresh_ballots()?;
             }
         }
     }
-    // Vectors still open are not decided on a partial ballot: their votes are not acknowledged,
-    // so after a restart they are delivered again and decided then (the window is a maximum
-    // wait, not a licence to decide on fewer votes than will come).
-    if ballots.open_len() > 0 {
-        tracing::info!(
-            open = ballots.open_len(),
-            "stopping with open ballots; their votes will be redelivered"
-        );
-    }
     s.deps.bus.flush(Duration::from_secs(5)).await?;
-    sub.close().await?;
-    s.report.ballot = ballots.counters();
+    s.report.ballot = counters;
     tracing::info!(decisions = s.report.decisions, "scaler stopped");
     Ok(s.report)
 }
@@ -387,6 +484,41 @@ fn restore(
     Ok((Some(store), states))
 }
 
+/// Why a term ended.
+enum Stop {
+    Shutdown,
+    Closed,
+    LeaseLost,
+}
+
+/// Most services whose policy problem is remembered (to log it once).
+pub const MAX_TRACKED_SERVICES: usize = 10_000;
+
+/// Expired ballots decided per turn of the loop (votes are read between turns).
+pub const EXPIRE_BATCH: usize = 16;
+
+/// How often a scaler with a lease looks at it between votes (and a standby waits for it).
+pub const LEASE_CHECK_INTERVAL: Duration = Duration::from_millis(250);
+
+/// Decisions per partition a scaler taking the lease reads back from the decisions topic, so a
+/// vector its predecessor decided is never decided again and its cooldowns carry over.
+pub const TAKEOVER_TAIL: usize = 10_000;
+
+fn add_counters(
+    a: autoscaler_voting::BoxCounters,
+    b: autoscaler_voting::BoxCounters,
+) -> autoscaler_voting::BoxCounters {
+    autoscaler_voting::BoxCounters {
+        accepted: a.accepted + b.accepted,
+        duplicate: a.duplicate + b.duplicate,
+        late: a.late + b.late,
+        unknown_model: a.unknown_model + b.unknown_model,
+        decided_complete: a.decided_complete + b.decided_complete,
+        decided_timeout: a.decided_timeout + b.decided_timeout,
+        evicted: a.evicted + b.evicted,
+    }
+}
+
 async fn sleep_until_opt(deadline: Option<tokio::time::Instant>) {
     match deadline {
         Some(d) => tokio::time::sleep_until(d).await,
@@ -395,6 +527,62 @@ async fn sleep_until_opt(deadline: Option<tokio::time::Instant>) {
 }
 
 impl Scaler {
+    /// A ballot box with the decided ids of the store (a new term starts from it).
+    fn fresh_ballots(&self) -> Result<BallotBox, ScalerError> {
+        let mut b = BallotBox::new(self.cfg.voting.expected.clone(), self.cfg.decision_window);
+        if let Some(store) = &self.store {
+            for id in store.recent_decided(store::DEFAULT_KEEP_DECISIONS)? {
+                b.mark_decided(id);
+            }
+        }
+        Ok(b)
+    }
+
+    /// Read back what the previous holder of the lease decided: its vectors are marked decided
+    /// and the cooldowns its actions started are kept (the later of its and ours).
+    async fn catch_up(&mut self, ballots: &mut BallotBox) {
+        let tail = match self
+            .deps
+            .bus
+            .tail(&self.cfg.decisions_topic, TAKEOVER_TAIL)
+            .await
+        {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::warn!(error = %e,
+                    "could not read back recent decisions; a vector decided just before the takeover may be decided again");
+                return;
+            }
+        };
+        let mut n = 0;
+        let now = self.clock_now();
+        for d in tail {
+            let Ok(dec) = decode::<Decision>(&d.payload) else {
+                continue;
+            };
+            n += 1;
+            ballots.mark_decided(dec.vector_id.clone());
+            if !dec.acted {
+                continue;
+            }
+            let state = self.states.entry(dec.service.clone()).or_default();
+            let t = Some(dec.metric_time.min(now));
+            match (dec.from_replicas, dec.to_replicas) {
+                (Some(f), Some(to)) if to > f => {
+                    state.last_scale_up = state.last_scale_up.max(t);
+                }
+                (Some(f), Some(to)) if to < f => {
+                    state.last_scale_down = state.last_scale_down.max(t);
+                }
+                _ => {}
+            }
+        }
+        tracing::info!(
+            decisions = n,
+            "caught up with the decisions already published"
+        );
+    }
+
     /// The clock's reading: the wall clock, or in a replay the latest metric time accepted.
     fn clock_now(&self) -> chrono::DateTime<chrono::Utc> {
         let wall = chrono::Utc::now();
@@ -449,6 +637,7 @@ impl Scaler {
         votes.sort_by_key(|v| v.model);
         let first = &votes[0];
         let (service, metric_time) = (first.service.clone(), first.metric_time);
+        let vector_published = first.timestamp;
         let voted_at = votes.iter().find_map(|v| v.replicas);
         let actuator = self.deps.actuator.clone();
         let ballot_problem = self.ballot_problem(&votes);
@@ -567,17 +756,30 @@ impl Scaler {
             } else {
                 // The cooldown this change starts is on disk before the change is made: a crash
                 // in between leaves a cooldown without a change, never the reverse.
-                if let Some(store) = &self.store {
-                    store.save_state(&service, state)?;
-                }
+                // A store that cannot write (disk full, locked past its busy timeout) holds
+                // the change: nothing is changed that a restart would not know about.
+                let saved = match &self.store {
+                    Some(store) => store.save_state(&service, state).map_err(|e| e.to_string()),
+                    None => Ok(()),
+                };
                 let from = current.expect("a change has a current count");
                 // Re-checked against the lease's log right before acting: a scaler that lost
                 // it since the decision started (a partition, a pause) changes nothing.
-                let confirmed = match &self.lease {
-                    None => Ok(None),
-                    Some(l) => l.confirm().await.map(Some),
+                let confirmed = match (&saved, &self.lease) {
+                    (Err(_), _) | (_, None) => Ok(None),
+                    (Ok(()), Some(l)) => l.confirm().await.map(Some),
                 };
                 match confirmed {
+                    _ if saved.is_err() => {
+                        envelope::record_failure(&before, state);
+                        self.report.store_failures += 1;
+                        let why = format!(
+                            "held: the state store failed: {}",
+                            saved.as_ref().err().map(String::as_str).unwrap_or_default()
+                        );
+                        tracing::error!(service, to, reason = %why, "not acting");
+                        adjustments.push(why);
+                    }
                     Ok(Some(None)) | Err(_) => {
                         envelope::record_failure(&before, state);
                         self.report.lease_holds += 1;
@@ -588,8 +790,26 @@ impl Scaler {
                         tracing::warn!(service, to, reason = %why, "not acting");
                         adjustments.push(why);
                     }
-                    Ok(_) => match actuator.set_replicas(&service, from, to).await {
+                    Ok(epoch) => match match epoch.flatten() {
+                        // The lease epoch is the fencing token: a backend that saw a later one
+                        // refuses this change.
+                        Some(e) => actuator.set_replicas_fenced(&service, from, to, e).await,
+                        None => actuator.set_replicas(&service, from, to).await,
+                    } {
                         Ok(()) => acted = true,
+                        Err(e @ ActuatorError::Fenced { .. }) => {
+                            envelope::record_failure(&before, state);
+                            self.report.lease_holds += 1;
+                            tracing::warn!(service, to, error = %e, "deposed: not acting");
+                            adjustments.push(format!("held: {e}"));
+                        }
+                        Err(e @ ActuatorError::Ambiguous(_)) => {
+                            // It may have happened: the cooldown it started stays, so no second
+                            // change follows at once; the next vector reads the real count.
+                            self.report.actuation_failures += 1;
+                            tracing::error!(service, to, error = %e, "actuation outcome unknown");
+                            adjustments.push(format!("{e}; the cooldown is kept"));
+                        }
                         Err(ActuatorError::Conflict { found, .. }) => {
                             envelope::record_failure(&before, state);
                             self.report.conflicts += 1;
@@ -607,6 +827,7 @@ impl Scaler {
                         Err(e) => {
                             envelope::record_failure(&before, state);
                             self.report.actuation_failures += 1;
+                            autoscaler_telemetry::record_actuator_error(&service);
                             tracing::error!(service, to, error = %e, "actuation failed");
                             adjustments.push(format!("actuation failed: {e}"));
                         }
@@ -674,14 +895,33 @@ impl Scaler {
         // On disk before it is published: a restart never decides this vector again, and keeps
         // the cooldowns it started.
         if let Some(store) = &self.store {
-            store.record(&decision, state)?;
+            if let Err(e) = store.record(&decision, state) {
+                // Not kept (disk full, locked): the decision is still published; a restart may
+                // decide this vector again (it acted on nothing the store could not record).
+                self.report.store_failures += 1;
+                tracing::error!(vector = %vector_id, error = %e, "decision not recorded");
+            }
+        }
+        // Nothing to remember (e.g. a service that is not managed, a made-up name): forgotten,
+        // so junk never grows the per-service state.
+        if *state == ServiceState::default() {
+            self.states.remove(&service);
         }
         self.report.decisions += 1;
+        autoscaler_telemetry::record_decision(&decision, vector_published);
+        if self.cfg.print_decisions {
+            autoscaler_telemetry::block::print_decision(self.report.decisions, &decision);
+        }
         let msg = Outgoing::new(&self.cfg.decisions_topic, service, encode(&decision));
         match publish_retrying(self.deps.bus.as_ref(), msg, &self.shutdown).await {
             Ok(true) => {
                 if let Some(store) = &self.store {
-                    store.mark_published(&decision.vector_id)?;
+                    if let Err(e) = store.mark_published(&decision.vector_id) {
+                        // Published again at the next start (at least once).
+                        self.report.store_failures += 1;
+                        tracing::error!(vector = %decision.vector_id, error = %e,
+                            "published decision not cleared from the outbox");
+                    }
                 }
                 Ok(true)
             }
@@ -693,8 +933,13 @@ impl Scaler {
                 tracing::error!(vector = %decision.vector_id, error = %e,
                     "decision not published; kept in the outbox");
                 if let Some(store) = &self.store {
-                    if store.note_publish_failure(&decision.vector_id, OUTBOX_RETRY_BUDGET)? {
-                        self.report.quarantined += 1;
+                    match store.note_publish_failure(&decision.vector_id, OUTBOX_RETRY_BUDGET) {
+                        Ok(true) => self.report.quarantined += 1,
+                        Ok(false) => {}
+                        Err(e) => {
+                            self.report.store_failures += 1;
+                            tracing::error!(error = %e, "state store");
+                        }
                     }
                 }
                 Ok(true)
@@ -751,7 +996,12 @@ impl Scaler {
         match problem {
             Some(p) if self.policy_problems.get(service).map(String::as_str) != Some(p) => {
                 tracing::error!(service, problem = p, "service left alone");
-                self.policy_problems.insert(service.into(), p.into());
+                // Bounded: past the bound a problem is logged at every decision instead.
+                if self.policy_problems.len() < MAX_TRACKED_SERVICES
+                    || self.policy_problems.contains_key(service)
+                {
+                    self.policy_problems.insert(service.into(), p.into());
+                }
             }
             Some(_) => {}
             None => {

@@ -80,6 +80,37 @@ pub struct OutboxEntry {
     pub decision: Result<Decision, String>,
 }
 
+/// One `service_state` row (cooldown starts in unix ms, the stabilization history as JSON)
+/// decoded, or why it does not decode. Total: no input panics (fuzzed).
+pub fn state_from_row(
+    up_ms: Option<i64>,
+    down_ms: Option<i64>,
+    recent_json: &str,
+) -> Result<ServiceState, String> {
+    let pairs: Vec<(i64, u32)> = serde_json::from_str(recent_json).map_err(|e| {
+        autoscaler_contract::truncate_text(&e.to_string(), autoscaler_contract::MAX_REASON_LEN)
+    })?;
+    let recent: VecDeque<(DateTime<Utc>, u32)> = pairs
+        .into_iter()
+        .filter_map(|(t, r)| from_ms(t).map(|t| (t, r)))
+        .collect();
+    Ok(ServiceState {
+        last_scale_up: up_ms.and_then(from_ms),
+        last_scale_down: down_ms.and_then(from_ms),
+        recent,
+    })
+}
+
+/// One `outbox` row decoded: its decision, or why that does not decode. Total (fuzzed).
+pub fn outbox_entry_from_row(vector_id: String, attempts: i64, decision_json: &str) -> OutboxEntry {
+    OutboxEntry {
+        vector_id: VectorId(vector_id),
+        attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
+        decision: autoscaler_contract::decode::<Decision>(decision_json.as_bytes())
+            .map_err(|e| e.to_string()),
+    }
+}
+
 /// Errors of the state store. All are final for the scaler: it stops rather than act on state it
 /// cannot keep.
 #[derive(Debug, thiserror::Error)]
@@ -233,8 +264,10 @@ impl Store {
         let mut out = HashMap::new();
         for row in rows {
             let (service, up, down, recent) = row.map_err(|e| self.sqlite(e))?;
-            let pairs: Vec<(i64, u32)> = match serde_json::from_str(&recent) {
-                Ok(p) => p,
+            match state_from_row(up, down, &recent) {
+                Ok(state) => {
+                    out.insert(service, state);
+                }
                 Err(e) => {
                     // Repaired, not fatal: both cooldowns start now (the cautious reading of a
                     // history that is lost), the stabilization history is empty.
@@ -249,21 +282,8 @@ impl Store {
                             recent: VecDeque::new(),
                         },
                     );
-                    continue;
                 }
-            };
-            let recent: VecDeque<(DateTime<Utc>, u32)> = pairs
-                .into_iter()
-                .filter_map(|(t, r)| from_ms(t).map(|t| (t, r)))
-                .collect();
-            out.insert(
-                service,
-                ServiceState {
-                    last_scale_up: up.and_then(from_ms),
-                    last_scale_down: down.and_then(from_ms),
-                    recent,
-                },
-            );
+            }
         }
         Ok(out)
     }
@@ -367,12 +387,7 @@ impl Store {
             .map_err(|e| self.sqlite(e))?;
         Ok(rows
             .into_iter()
-            .map(|(id, attempts, json)| OutboxEntry {
-                vector_id: VectorId(id),
-                attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
-                decision: autoscaler_contract::decode::<Decision>(json.as_bytes())
-                    .map_err(|e| e.to_string()),
-            })
+            .map(|(id, attempts, json)| outbox_entry_from_row(id, attempts, &json))
             .collect())
     }
 

@@ -385,13 +385,18 @@ mod hardening {
         let decisions = mem.subscribe(DECISIONS_TOPIC, "test").await.unwrap();
         let dlq = mem.subscribe("model-votes.dlq", "test").await.unwrap();
         let shutdown = CancellationToken::new();
+        let standby = lease.as_ref().is_some_and(|l| !l.is_held());
         let handle = tokio::spawn(run_with_lease(
             cfg,
             ScalerDeps { bus, actuator },
             lease,
             shutdown.clone(),
         ));
-        while mem.groups(VOTES_TOPIC) == 0 {
+        if standby {
+            // A standby reads no votes: give it time to (not) subscribe.
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        while !standby && mem.groups(VOTES_TOPIC) == 0 {
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
         Running {
@@ -778,27 +783,32 @@ mod hardening {
         assert_eq!(a.confirm().await.unwrap(), Some(1));
         assert_eq!(b.confirm().await.unwrap(), None);
 
-        // The standby scaler decides, but every decision is a hold.
+        // The standby scaler stays up but reads no votes: it decides nothing. What the holder
+        // decided (on the same decisions topic) it reads back when it takes over.
         let sim = SimulatedActuator::new(2);
         let mem = MemoryBus::new(64, Overflow::Block);
+        mem.keep_history(DECISIONS_TOPIC, 100);
         let cfg_s = ScalerConfig::new(VotingConfig::new(Strategy::Majority));
         let b_lease: Arc<dyn Lease> = b.clone();
         let mut s = start_with(
             cfg_s,
             Arc::new(mem.clone()),
-            mem,
+            mem.clone(),
             Arc::new(sim.clone()),
             Some(b_lease),
         )
         .await;
-        s.send_all("orders", 1, Utc::now(), true).await;
-        let d = s.next(Duration::from_secs(5)).await.expect("decision");
-        assert!(!d.acted);
-        assert!(
-            d.adjustments[0].starts_with("held: standby"),
-            "{:?}",
-            d.adjustments
-        );
+        assert_eq!(mem.groups(VOTES_TOPIC), 0, "a standby reads no votes");
+        // The holder's decision on vector 1 (acted: 1 → 2), as it published it.
+        let mut prior = crate::store::tests::decision("orders@1@0", "orders");
+        prior.vector_id = VectorId::new("orders", 1, Utc::now());
+        prior.metric_time = Utc::now();
+        prior.from_replicas = Some(1);
+        prior.to_replicas = Some(2);
+        mem.publish(Outgoing::new(DECISIONS_TOPIC, "orders", encode(&prior)))
+            .await
+            .unwrap();
+        assert_eq!(s.next(Duration::from_secs(1)).await.unwrap(), prior);
 
         // The holder dies without releasing.
         task_a.abort();
@@ -810,12 +820,27 @@ mod hardening {
         );
         assert!(died.elapsed() <= ttl * 2);
         assert_eq!(b.confirm().await.unwrap(), Some(2), "the next epoch");
+        while mem.groups(VOTES_TOPIC) == 0 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        // Vector 1 redelivered (its votes were not yet committed by the dead holder): already
+        // decided, never twice. Vector 2 is new, but the holder's scale-up started a cooldown.
+        s.send_all("orders", 1, prior.metric_time, true).await;
         s.send_all("orders", 2, Utc::now(), true).await;
         let d = s.next(Duration::from_secs(5)).await.expect("decision");
-        assert!(d.acted, "{:?}", d.adjustments);
-        assert_eq!(sim.current("orders").await.unwrap(), 3);
+        assert_eq!(
+            d.vector_id.parse().unwrap().1,
+            2,
+            "vector 1 is not decided again"
+        );
+        assert!(!d.acted);
+        assert!(
+            d.adjustments[0].starts_with("cooldown"),
+            "{:?}",
+            d.adjustments
+        );
         let r = s.stop().await;
-        assert_eq!(r.policy_holds, 0);
+        assert_eq!((r.decisions, r.ballot.late), (1, 3));
         stop_b.cancel();
         stop_a.cancel();
     }
@@ -855,5 +880,166 @@ mod hardening {
         assert!(s.apply(&c("b", ClaimKind::Release, 2, 2000)));
         assert!(s.apply(&c("a", ClaimKind::Acquire, 3, 2001)));
         assert!(s.held_by("a", 2500, 0) && !s.held_by("a", 3001, 0));
+    }
+
+    /// An actuator that takes 2 ms to read a policy (a Docker round trip).
+    struct Slow(SimulatedActuator);
+
+    #[async_trait]
+    impl Actuator for Slow {
+        fn name(&self) -> &'static str {
+            "slow"
+        }
+        async fn current(&self, service: &str) -> Result<u32, ActuatorError> {
+            self.0.current(service).await
+        }
+        async fn set_replicas(&self, s: &str, e: u32, t: u32) -> Result<(), ActuatorError> {
+            self.0.set_replicas(s, e, t).await
+        }
+        async fn healthcheck(&self) -> Result<(), ActuatorError> {
+            Ok(())
+        }
+        async fn policy(&self, service: &str) -> Result<crate::ServicePolicy, ActuatorError> {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+            self.0.policy(service).await
+        }
+    }
+
+    /// Medium 11: a flood of votes on made-up vectors is bounded (beyond the open-ballot bound
+    /// it is dead-lettered) and never delays a real ballot: with 1,500 junk ballots expiring
+    /// at once (3 s of policy reads), a complete ballot sent then is decided within a second.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_vote_flood_never_delays_a_real_ballot() {
+        let mem = MemoryBus::new(100_000, Overflow::Block);
+        let mut cfg = ScalerConfig::new(VotingConfig::new(Strategy::Majority));
+        cfg.decision_window = Duration::from_secs(1);
+        let sim = SimulatedActuator::with_services(&[("orders".into(), 2)]);
+        let mut s = start_with(
+            cfg,
+            Arc::new(mem.clone()),
+            mem,
+            Arc::new(Slow(sim.clone())),
+            None,
+        )
+        .await;
+        let now = Utc::now();
+        for i in 0..1_500 {
+            let svc = format!("junk{i}");
+            s.send(&vote_at(&svc, 1, now, ModelKind::Xgboost, true))
+                .await;
+        }
+        // Let every junk window run out, then send a real ballot.
+        tokio::time::sleep(Duration::from_millis(1_300)).await;
+        let sent = std::time::Instant::now();
+        s.send_all("orders", 1, Utc::now(), true).await;
+        let mut junk_before = 0;
+        let real = loop {
+            let d = s.next(Duration::from_secs(10)).await.expect("decisions");
+            if d.service == "orders" {
+                break d;
+            }
+            junk_before += 1;
+        };
+        let waited = sent.elapsed();
+        assert!(real.acted, "{real:?}");
+        assert!(
+            waited < Duration::from_secs(1),
+            "waited {waited:?} behind {junk_before} junk ballots"
+        );
+        assert!(
+            junk_before < 1_400,
+            "{junk_before} junk ballots decided first"
+        );
+        s.stop().await;
+    }
+
+    /// Medium 11: the open ballots are bounded: beyond the bound the oldest are decided early
+    /// (junk: held as unknown services); the real ballot is decided as usual.
+    #[tokio::test]
+    async fn open_ballots_are_bounded() {
+        let mem = MemoryBus::new(100_000, Overflow::Block);
+        let mut cfg = ScalerConfig::new(VotingConfig::new(Strategy::Majority));
+        cfg.decision_window = Duration::from_secs(60);
+        let sim = SimulatedActuator::with_services(&[("orders".into(), 2)]);
+        let mut s = start_with(cfg, Arc::new(mem.clone()), mem, Arc::new(sim.clone()), None).await;
+        let now = Utc::now();
+        let flood = autoscaler_voting::ballot_box::DEFAULT_MAX_OPEN + 200;
+        for i in 0..flood {
+            s.send(&vote_at(
+                &format!("junk{i}"),
+                1,
+                now,
+                ModelKind::Xgboost,
+                true,
+            ))
+            .await;
+        }
+        s.send_all("orders", 1, now, true).await;
+        let mut junk = 0;
+        let real = loop {
+            let d = s.next(Duration::from_secs(20)).await.expect("decisions");
+            if d.service == "orders" {
+                break d;
+            }
+            assert!(!d.acted && d.adjustments[0].starts_with("held"), "{d:?}");
+            junk += 1;
+        };
+        assert!(real.acted, "{real:?}");
+        let r = s.stop().await;
+        assert!(r.ballot.evicted >= 200, "{:?}", r.ballot);
+        assert!(junk >= 200, "{junk}");
+    }
+
+    /// The backend times out on the update and cannot be read back.
+    struct Lost(SimulatedActuator);
+
+    #[async_trait]
+    impl Actuator for Lost {
+        fn name(&self) -> &'static str {
+            "lost"
+        }
+        async fn current(&self, service: &str) -> Result<u32, ActuatorError> {
+            self.0.current(service).await
+        }
+        async fn set_replicas(&self, s: &str, e: u32, t: u32) -> Result<(), ActuatorError> {
+            // It did happen; the answer was lost.
+            self.0.set_replicas(s, e, t).await?;
+            Err(ActuatorError::Ambiguous("docker did not answer".into()))
+        }
+        async fn healthcheck(&self) -> Result<(), ActuatorError> {
+            Ok(())
+        }
+    }
+
+    /// Medium 8: an update whose outcome is unknown keeps the cooldown it started, so a second
+    /// scale does not follow at once (it used to: the failure undid the cooldown).
+    #[tokio::test]
+    async fn an_ambiguous_update_keeps_its_cooldown() {
+        let sim = SimulatedActuator::new(2);
+        let mut s = start_wall(Arc::new(Lost(sim.clone()))).await;
+        let t = Utc::now();
+        s.send_all("orders", 1, t, true).await;
+        let d = s.next(Duration::from_secs(5)).await.expect("decision");
+        assert!(!d.acted);
+        assert!(
+            d.adjustments.iter().any(|a| a.contains("outcome unknown")),
+            "{:?}",
+            d.adjustments
+        );
+        s.send_all("orders", 2, t + chrono::Duration::seconds(10), true)
+            .await;
+        let d = s.next(Duration::from_secs(5)).await.expect("decision");
+        assert!(!d.acted);
+        assert!(
+            d.adjustments[0].starts_with("cooldown"),
+            "{:?}",
+            d.adjustments
+        );
+        assert_eq!(
+            sim.current("orders").await.unwrap(),
+            3,
+            "one change, not two"
+        );
+        s.stop().await;
     }
 }

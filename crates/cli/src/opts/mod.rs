@@ -6,3 +6,4 @@ pub mod data;
 pub mod models;
 pub mod parse;
 pub mod scaler;
+pub mod telemetry;

@@ -1,6 +1,8 @@
 //! Shared by the scaler's integration tests: a scaler on the in-process bus, fed votes by hand.
 #![allow(dead_code)]
 
+pub mod tansu;
+
 use std::sync::Arc;
 use std::time::Duration;
 
