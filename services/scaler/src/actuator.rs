@@ -114,6 +114,11 @@ pub trait Actuator: Send + Sync {
     fn changes_cluster(&self) -> bool {
         true
     }
+    /// Whether services may carry a policy of their own (labels, a policy file), so one of them
+    /// may choose a scaling policy that needs the metrics. Default: no.
+    fn has_service_policies(&self) -> bool {
+        false
+    }
 }
 
 /// Policies (or their problems) per service.
@@ -256,6 +261,14 @@ impl Actuator for SimulatedActuator {
             }),
         }
     }
+
+    fn has_service_policies(&self) -> bool {
+        !self
+            .policies
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_empty()
+    }
 }
 
 /// Reads from an inner actuator (or assumes `initial_replicas` for a service it has no reader
@@ -327,6 +340,12 @@ impl Actuator for DryRunActuator {
 
     fn changes_cluster(&self) -> bool {
         false
+    }
+
+    fn has_service_policies(&self) -> bool {
+        self.inner
+            .as_ref()
+            .is_some_and(|a| a.has_service_policies())
     }
 }
 

@@ -127,7 +127,12 @@ impl EnvelopeConfig {
         if let Some(max) = p.max_replicas {
             cfg.max_replicas = max;
         }
-        let problems = cfg.problems();
+        let mut problems = cfg.problems();
+        if let Some(spec) = &p.policy {
+            if let Err(e) = crate::policies::parse_policy(spec) {
+                problems.push(format!("{}: {e}", crate::policy::LABEL_POLICY));
+            }
+        }
         if problems.is_empty() {
             Ok(cfg)
         } else {
@@ -259,6 +264,18 @@ pub fn repair(state: &mut ServiceState, now: DateTime<Utc>) -> bool {
 /// Total: no input panics (checked time arithmetic, saturating counts), and no time after
 /// `p.now` is stored.
 pub fn apply(cfg: &EnvelopeConfig, state: &mut ServiceState, p: &Proposal) -> Outcome {
+    apply_with_target(cfg, state, p, None)
+}
+
+/// [`apply`] for a scale-up that asks for `target` replicas (a composed recommendation): the
+/// step is the larger of the urgency's and `target − current`, still at most `max_step`, and
+/// every other rule applies as for a vote.
+pub fn apply_with_target(
+    cfg: &EnvelopeConfig,
+    state: &mut ServiceState,
+    p: &Proposal,
+    target: Option<u32>,
+) -> Outcome {
     repair(state, p.now);
     let at = p.at.min(p.now);
     let window = chrono::Duration::try_seconds(secs(cfg.stabilization_secs))
@@ -271,7 +288,10 @@ pub fn apply(cfg: &EnvelopeConfig, state: &mut ServiceState, p: &Proposal) -> Ou
     {
         state.recent.pop_front();
     }
-    let step = step_for(cfg.max_step, &p.severity);
+    let mut step = step_for(cfg.max_step, &p.severity);
+    if let (Some(t), Some(c)) = (target, p.current) {
+        step = step.max(t.saturating_sub(c)).min(cfg.max_step.max(1));
+    }
     match p.current {
         Some(current) if !p.stale => {
             let recommended = match p.verdict {
@@ -398,6 +418,42 @@ pub fn apply(cfg: &EnvelopeConfig, state: &mut ServiceState, p: &Proposal) -> Ou
             }
         }
     };
+    Outcome {
+        to: Some(to),
+        adjustments: adj,
+    }
+}
+
+/// What a baseline policy's recommendation becomes: the product's envelope applies only its
+/// bounds (a baseline runs under its own rules: no cooldown, stabilization or step cap), and
+/// still fails closed on unknown replicas. The times of the last scale-up and scale-down are
+/// recorded as for any change.
+pub fn bound_only(
+    cfg: &EnvelopeConfig,
+    state: &mut ServiceState,
+    current: Option<u32>,
+    recommended: u32,
+    at: DateTime<Utc>,
+) -> Outcome {
+    let mut adj = Vec::new();
+    let Some(current) = current else {
+        adj.push("held: replicas unknown".to_string());
+        return Outcome {
+            to: None,
+            adjustments: adj,
+        };
+    };
+    let to = recommended.clamp(cfg.min_replicas, cfg.max_replicas);
+    if to > recommended {
+        adj.push(format!("raised to min {}", cfg.min_replicas));
+    } else if to < recommended {
+        adj.push(format!("clamped to max {}", cfg.max_replicas));
+    }
+    if to > current {
+        state.last_scale_up = Some(at);
+    } else if to < current {
+        state.last_scale_down = Some(at);
+    }
     Outcome {
         to: Some(to),
         adjustments: adj,

@@ -15,11 +15,18 @@
 //! only. With a state database ([`ScalerConfig::state_db`], [`store`]) cooldowns, the
 //! stabilization history and the decided vector ids survive a restart, even a SIGKILL.
 //! The Docker Swarm actuator is [`swarm::SwarmActuator`].
+//!
+//! Which policy decides is [`ScalerConfig::policy`] (`--policy`), or a service's own
+//! (`autoscaler.policy`): `ensemble` (the default) is the votes as above; `hybrid` composes the
+//! votes' count with `crates/policy`'s `hybrid` fed from the `metrics` topic, then the full
+//! envelope; a baseline (`hpa-70`, `threshold`, …) decides each vector of the metrics topic at
+//! once, within min/max only. See [`policies`].
 #![deny(missing_docs)]
 
 pub mod actuator;
 pub mod envelope;
 pub mod lease;
+pub mod policies;
 pub mod policy;
 pub mod store;
 pub mod swarm;
@@ -31,9 +38,11 @@ use std::time::Duration;
 
 use autoscaler_bus::{dead_letter_retrying, publish_retrying, Bus, BusError, Outgoing};
 use autoscaler_contract::{
-    decode, encode, ClockMode, ContractError, Decision, SkewCheck, Verdict, Vote, VoteSummary,
-    DECISIONS_TOPIC, DEFAULT_MAX_SKEW_SECS, SCHEMA_VERSION, VOTES_TOPIC,
+    decode, encode, ClockMode, ContractError, Decision, FeatureVector, SkewCheck, VectorId,
+    Verdict, Vote, VoteSummary, DECISIONS_TOPIC, DEFAULT_MAX_SKEW_SECS, METRICS_TOPIC,
+    SCHEMA_VERSION, VOTES_TOPIC,
 };
+use autoscaler_policy::{Bounds, Observation, Policy, PolicyContext, PolicySpec, Recommendation};
 use autoscaler_voting::{
     safe_one_fewer, tally, BallotBox, ModelBallot, Offer, Ready, VotingConfig,
 };
@@ -42,6 +51,7 @@ use tokio_util::sync::CancellationToken;
 pub use actuator::{Actuator, ActuatorError, DryRunActuator, SimulatedActuator};
 pub use envelope::{EnvelopeConfig, ServiceState, Severity};
 pub use lease::{Lease, LeaseError};
+pub use policies::{Mode, DEFAULT_POLICY, METRICS_GROUP};
 pub use policy::{PolicyFile, ServicePolicy};
 pub use store::{Store, StoreError};
 pub use swarm::{SwarmActuator, SwarmConfig};
@@ -90,6 +100,15 @@ pub struct ScalerConfig {
     /// decided as a hold ("stale vote"), never an action; more than this ahead, it is
     /// dead-lettered (a bad clock).
     pub max_skew_secs: u64,
+    /// The scaling policy of a service that sets none ([`policies`]; default
+    /// [`DEFAULT_POLICY`]).
+    pub policy: PolicySpec,
+    /// What building a policy needs besides its parameters (CPU request, memory limit).
+    pub policy_context: PolicyContext,
+    /// Topic of feature vectors (read when a policy needs the measurements).
+    pub metrics_topic: String,
+    /// Consumer group on the metrics topic.
+    pub metrics_group: String,
 }
 
 impl ScalerConfig {
@@ -107,7 +126,16 @@ impl ScalerConfig {
             print_decisions: false,
             clock: ClockMode::Wall,
             max_skew_secs: DEFAULT_MAX_SKEW_SECS,
+            policy: policies::default_policy(),
+            policy_context: PolicyContext::default(),
+            metrics_topic: METRICS_TOPIC.into(),
+            metrics_group: METRICS_GROUP.into(),
         }
+    }
+
+    /// Whether the global policy needs the measurements of the metrics topic.
+    pub fn policy_needs_metrics(&self) -> bool {
+        policies::needs_metrics(&self.policy)
     }
 
     /// Every problem with this configuration, all at once.
@@ -128,6 +156,9 @@ impl ScalerConfig {
             ));
         }
         p.extend(SkewCheck::new(self.clock, self.max_skew_secs).problems());
+        if let Err(e) = policies::check(&self.policy, &self.policy_context) {
+            p.push(e);
+        }
         p
     }
 }
@@ -217,6 +248,12 @@ pub struct ScalerReport {
     pub store_failures: u64,
     /// What the ballot box saw.
     pub ballot: autoscaler_voting::BoxCounters,
+    /// Feature vectors read from the metrics topic (for policies that need the measurements).
+    pub vectors: u64,
+    /// Feature vectors dead-lettered (malformed, or older or newer than the allowed skew).
+    pub vector_dead_letters: u64,
+    /// Vectors whose votes were not decided on because a baseline policy decided the vector.
+    pub votes_ignored: u64,
 }
 
 struct Scaler {
@@ -232,6 +269,22 @@ struct Scaler {
     /// Exactly one scaler acts: the lease it must hold to actuate (`None`: it is alone).
     lease: Option<Arc<dyn Lease>>,
     shutdown: CancellationToken,
+    /// One policy instance per service whose policy needs the measurements (bounded by
+    /// [`MAX_TRACKED_SERVICES`]).
+    policies: HashMap<String, PolicySlot>,
+}
+
+/// A service's policy instance and what it last recommended.
+struct PolicySlot {
+    /// The spec it was built from (rebuilt when the service's policy changes).
+    spec: PolicySpec,
+    /// In a mutex only so the scaler is `Sync` (a policy is `Send`); always reached through
+    /// `get_mut`.
+    policy: std::sync::Mutex<Box<dyn Policy>>,
+    /// Metric time of the last vector fed (older and repeated vectors are not fed again).
+    last_fed: Option<chrono::DateTime<chrono::Utc>>,
+    /// The recommendation on the last vector fed (hybrid composes it with that vector's votes).
+    last: Option<(VectorId, Recommendation)>,
 }
 
 /// Run the scaler until `shutdown` is cancelled or the bus closes.
@@ -286,6 +339,7 @@ pub async fn run_with_lease(
         policy_problems: HashMap::new(),
         lease,
         shutdown: shutdown.clone(),
+        policies: HashMap::new(),
     };
     s.publish_outbox().await?;
     tracing::info!(strategy = %s.cfg.voting.strategy, actuator = s.deps.actuator.name(),
@@ -315,6 +369,18 @@ pub async fn run_with_lease(
             s.catch_up(&mut ballots).await;
         }
         first_term = false;
+        // The measurements, when a policy may need them: the global one, or one a service
+        // chooses for itself (labels, the policy file).
+        let mut msub = if s.cfg.policy_needs_metrics() || s.deps.actuator.has_service_policies() {
+            Some(
+                s.deps
+                    .bus
+                    .subscribe(&s.cfg.metrics_topic, &s.cfg.metrics_group)
+                    .await?,
+            )
+        } else {
+            None
+        };
         let mut sub = s
             .deps
             .bus
@@ -359,6 +425,26 @@ pub async fn run_with_lease(
                     }
                 }
                 _ = sleep_until_opt(early) => expire_due = true,
+                m = recv_opt(&mut msub) => {
+                    match m {
+                        None => {
+                            tracing::warn!("the metrics topic closed");
+                            msub = None;
+                        }
+                        Some(Err(e)) if e.is_retryable() => {
+                            tracing::warn!(error = %e, "receiving vectors failed");
+                            tokio::time::sleep(Duration::from_millis(200)).await;
+                        }
+                        Some(Err(e)) => return Err(e.into()),
+                        Some(Ok(delivery)) => {
+                            if s.on_vector(&delivery, &ballots).await? {
+                                if let Some(m) = msub.as_mut() {
+                                    m.ack(&delivery).await?;
+                                }
+                            }
+                        }
+                    }
+                }
                 msg = sub.recv() => {
                     prefer_recv = false;
                     let Some(msg) = msg else { break Stop::Closed };
@@ -432,6 +518,9 @@ pub async fn run_with_lease(
             );
         }
         sub.close().await?;
+        if let Some(mut m) = msub {
+            m.close().await?;
+        }
         counters = add_counters(counters, ballots.counters());
         match stop {
             Stop::Shutdown | Stop::Closed => break 'terms,
@@ -516,6 +605,15 @@ fn add_counters(
         decided_complete: a.decided_complete + b.decided_complete,
         decided_timeout: a.decided_timeout + b.decided_timeout,
         evicted: a.evicted + b.evicted,
+    }
+}
+
+async fn recv_opt(
+    sub: &mut Option<Box<dyn autoscaler_bus::Subscription>>,
+) -> Option<Result<autoscaler_bus::Delivery, BusError>> {
+    match sub {
+        Some(s) => s.recv().await,
+        None => std::future::pending().await,
     }
 }
 
@@ -626,6 +724,235 @@ impl Scaler {
         None
     }
 
+    /// How `policy` (a service's own, or the global one when it sets none or is broken) decides,
+    /// and the spec.
+    fn route(&self, policy: &ServicePolicy) -> (Mode, PolicySpec) {
+        let spec = policy
+            .policy
+            .as_deref()
+            .and_then(|t| policies::parse_policy(t).ok())
+            .unwrap_or_else(|| self.cfg.policy.clone());
+        (policies::mode_of(&spec), spec)
+    }
+
+    /// The service's own policy as the actuator reports it: (policy, read error, why held).
+    async fn service_policy(
+        &self,
+        service: &str,
+    ) -> (ServicePolicy, Option<String>, Option<String>) {
+        match self.deps.actuator.policy(service).await {
+            Ok(p) => match self.cfg.envelope.with_policy(&p) {
+                Ok(_) => (p, None, None),
+                Err(problems) => {
+                    let e = ActuatorError::BadPolicy {
+                        service: service.to_string(),
+                        problems,
+                    };
+                    (ServicePolicy::default(), None, Some(format!("held: {e}")))
+                }
+            },
+            Err(e) if e.is_retryable() => (ServicePolicy::default(), Some(e.to_string()), None),
+            Err(e) => (ServicePolicy::default(), None, Some(format!("held: {e}"))),
+        }
+    }
+
+    /// One feature vector from the metrics topic. A vector that does not decode, breaks the
+    /// contract or is outside the allowed skew is dead-lettered (never read as zeros). For a
+    /// service whose policy needs the measurements it is fed to that service's policy: `hybrid`
+    /// keeps the recommendation for the vector's votes; a baseline decides the vector now, within
+    /// min/max only. `Ok(false)` when stopping before its decision could be published.
+    async fn on_vector(
+        &mut self,
+        delivery: &autoscaler_bus::Delivery,
+        ballots: &BallotBox,
+    ) -> Result<bool, ScalerError> {
+        self.report.vectors += 1;
+        let v = decode::<FeatureVector>(&delivery.payload)
+            .and_then(|v| v.validate(None, 0).map(|_| v))
+            .and_then(|v| {
+                self.skew
+                    .check(chrono::Utc::now(), v.metric_time)
+                    .map(|_| v)
+            });
+        let v = match v {
+            Err(e) => {
+                if !dead_letter_retrying(self.deps.bus.as_ref(), delivery, &e.to_string()).await {
+                    self.report.dead_letter_failures += 1;
+                }
+                self.report.vector_dead_letters += 1;
+                return Ok(true);
+            }
+            Ok(v) => v,
+        };
+        let service = v.service.clone();
+        let (policy, mut read_error, held) = self.service_policy(&service).await;
+        let (route, spec) = self.route(&policy);
+        if route == Mode::Votes {
+            return Ok(true);
+        }
+        let seen = ballots.is_decided(&v.vector_id)
+            || self
+                .policies
+                .get(&service)
+                .and_then(|s| s.last_fed)
+                .is_some_and(|t| v.metric_time <= t);
+        if seen {
+            tracing::debug!(vector = %v.vector_id, service, "vector seen already (or older than the last): not fed again");
+            return Ok(true);
+        }
+        if route == Mode::Hybrid && (held.is_some() || v.stale) {
+            // The votes' decision holds it.
+            return Ok(true);
+        }
+        let envelope_cfg = self
+            .cfg
+            .envelope
+            .with_policy(&policy)
+            .unwrap_or_else(|_| self.cfg.envelope.clone());
+        let standby = match &self.lease {
+            Some(l) if !l.is_held() => Some(format!("held: standby ({})", l.describe())),
+            _ => None,
+        };
+        let actuator = self.deps.actuator.clone();
+        let current = if held.is_some() || read_error.is_some() || standby.is_some() {
+            None
+        } else {
+            match actuator.current(&service).await {
+                Ok(n) => Some(n),
+                Err(e) => {
+                    read_error = Some(e.to_string());
+                    None
+                }
+            }
+        };
+        let mut problem = held.clone().or(standby).or_else(|| {
+            v.stale.then(|| {
+                format!(
+                    "held: stale vector ({})",
+                    v.stale_reason.as_deref().unwrap_or("no reason given")
+                )
+            })
+        });
+        let mut rec = None;
+        if let (None, Some(c)) = (&problem, current) {
+            match self.slot(&service, &spec) {
+                Err(e) => problem = Some(format!("held: {e}")),
+                Ok(slot) => {
+                    let obs = Observation {
+                        t_secs: v.metric_time.timestamp_millis() as f64 / 1000.0,
+                        features: &v.features,
+                        replicas: c,
+                        ready_replicas: v.replicas.unwrap_or(c),
+                        bounds: Bounds {
+                            min: envelope_cfg.min_replicas,
+                            max: envelope_cfg.max_replicas,
+                        },
+                        sla_p95_ms: policy
+                            .sla_p95_ms
+                            .unwrap_or(autoscaler_contract::DEFAULT_SLA_P95_MS),
+                    };
+                    let r = slot
+                        .policy
+                        .get_mut()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .recommend(&obs);
+                    slot.last_fed = Some(v.metric_time);
+                    slot.last = Some((v.vector_id.clone(), r.clone()));
+                    rec = Some(r);
+                }
+            }
+        }
+        if route == Mode::Hybrid {
+            return Ok(true);
+        }
+        // A baseline decides the vector: its own rules, the product's bounds.
+        self.note_policy(&service, held.as_deref());
+        let name = spec.name();
+        let now = self.clock_now();
+        let at = v.metric_time.min(now);
+        let state = self.states.entry(service.clone()).or_default();
+        let before = state.clone();
+        let (outcome, reason) = match (&problem, &rec) {
+            (Some(why), _) => (
+                envelope::Outcome {
+                    to: current,
+                    adjustments: vec![why.clone()],
+                },
+                format!("policy {name}: held"),
+            ),
+            (None, Some(r)) => (
+                envelope::bound_only(&envelope_cfg, state, current, r.replicas, at),
+                format!("policy {name}: {}", r.reason),
+            ),
+            (None, None) => (
+                envelope::bound_only(&envelope_cfg, state, None, 0, at),
+                format!("policy {name}: held"),
+            ),
+        };
+        let mut adjustments = outcome.adjustments.clone();
+        if let Some(e) = read_error {
+            adjustments.push(format!("replicas could not be read: {e}"));
+        }
+        let verdict = match (current, outcome.to) {
+            (Some(c), Some(t)) if t > c => Verdict::ScaleUp,
+            (Some(c), Some(t)) if t < c => Verdict::ScaleDown,
+            _ => Verdict::NoAction,
+        };
+        let dry_run =
+            self.cfg.dry_run || policy.dry_run == Some(true) || !actuator.changes_cluster();
+        let decision = Decision {
+            schema_version: SCHEMA_VERSION,
+            vector_id: v.vector_id.clone(),
+            service: service.clone(),
+            decision: verdict,
+            timestamp: chrono::Utc::now(),
+            metric_time: v.metric_time,
+            scale_up_votes: 0,
+            no_action_votes: 0,
+            abstentions: 0,
+            missing_models: Vec::new(),
+            total_votes: 0,
+            confidence: 0.0,
+            strategy: policy.strategy.unwrap_or(self.cfg.voting.strategy),
+            weighted_score: None,
+            votes: Vec::new(),
+            from_replicas: current,
+            to_replicas: current,
+            reason,
+            adjustments,
+            acted: false,
+            dry_run,
+        };
+        self.conclude(decision, outcome, before, held.is_some(), v.timestamp)
+            .await
+    }
+
+    /// The service's policy instance, built (or rebuilt, when the service's policy changed) from
+    /// `spec`; bounded by [`MAX_TRACKED_SERVICES`].
+    fn slot(&mut self, service: &str, spec: &PolicySpec) -> Result<&mut PolicySlot, String> {
+        let fresh = self.policies.get(service).is_none_or(|s| s.spec != *spec);
+        if fresh {
+            if !self.policies.contains_key(service) && self.policies.len() >= MAX_TRACKED_SERVICES {
+                return Err(format!(
+                    "more than {MAX_TRACKED_SERVICES} services with a policy: not tracked"
+                ));
+            }
+            let policy = spec
+                .build(&self.cfg.policy_context)
+                .map_err(|e| e.to_string())?;
+            self.policies.insert(
+                service.to_string(),
+                PolicySlot {
+                    spec: spec.clone(),
+                    policy: std::sync::Mutex::new(policy),
+                    last_fed: None,
+                    last: None,
+                },
+            );
+        }
+        Ok(self.policies.get_mut(service).expect("inserted above"))
+    }
+
     /// Decide one vector, act on it and publish the decision. `Ok(false)` when stopping before
     /// the decision could be published (its votes must not be acknowledged).
     async fn decide(&mut self, ready: Ready) -> Result<bool, ScalerError> {
@@ -641,12 +968,6 @@ impl Scaler {
         let voted_at = votes.iter().find_map(|v| v.replicas);
         let actuator = self.deps.actuator.clone();
         let ballot_problem = self.ballot_problem(&votes);
-        if ballot_problem
-            .as_deref()
-            .is_some_and(|p| p.starts_with("held: stale vote"))
-        {
-            self.report.stale_holds += 1;
-        }
         let standby = match &self.lease {
             Some(l) if !l.is_held() => Some(format!("held: standby ({})", l.describe())),
             _ => None,
@@ -654,20 +975,20 @@ impl Scaler {
 
         // The service's own policy, read fresh. A policy that is broken (or a service that is
         // not managed) holds this service only; an unreachable backend is "replicas unknown".
-        let (policy, mut read_error, held) = match actuator.policy(&service).await {
-            Ok(p) => match self.cfg.envelope.with_policy(&p) {
-                Ok(_) => (p, None, None),
-                Err(problems) => {
-                    let e = ActuatorError::BadPolicy {
-                        service: service.clone(),
-                        problems,
-                    };
-                    (ServicePolicy::default(), None, Some(format!("held: {e}")))
-                }
-            },
-            Err(e) if e.is_retryable() => (ServicePolicy::default(), Some(e.to_string()), None),
-            Err(e) => (ServicePolicy::default(), None, Some(format!("held: {e}"))),
-        };
+        let (policy, mut read_error, held) = self.service_policy(&service).await;
+        let (route, _) = self.route(&policy);
+        if route == Mode::Baseline {
+            // A baseline decides on the vector itself, at once ([`Self::on_vector`]): the
+            // models' votes are not a second decision on it.
+            self.report.votes_ignored += 1;
+            return Ok(true);
+        }
+        if ballot_problem
+            .as_deref()
+            .is_some_and(|p| p.starts_with("held: stale vote"))
+        {
+            self.report.stale_holds += 1;
+        }
         self.note_policy(&service, held.as_deref());
         let policy_held = held.is_some();
         if held.is_none() && ballot_problem.is_none() && standby.is_some() {
@@ -718,6 +1039,51 @@ impl Scaler {
                 ));
             }
         }
+        let (mut target, mut policy_reason) = (None, None);
+        if route == Mode::Hybrid {
+            let rec = self
+                .policies
+                .get(&service)
+                .and_then(|slot| slot.last.as_ref())
+                .filter(|(id, _)| *id == vector_id)
+                .map(|(_, r)| r.clone());
+            policy_reason = Some(match (rec, current) {
+                (Some(rec), Some(c)) if held.is_none() && !stale => {
+                    let votes_count = match verdict {
+                        Verdict::ScaleUp => c
+                            .saturating_add(envelope::step_for(envelope_cfg.max_step, &severity))
+                            .min(envelope_cfg.max_replicas.max(c)),
+                        Verdict::NoAction => c,
+                        Verdict::ScaleDown => c.saturating_sub(1),
+                    };
+                    // The votes first: a tie goes to them.
+                    let recs = [Recommendation::new(votes_count, "the votes"), rec.clone()];
+                    let best =
+                        autoscaler_policy::compose(&recs).map_or(votes_count, |r| r.replicas);
+                    if best > votes_count {
+                        verdict = if best > c {
+                            Verdict::ScaleUp
+                        } else {
+                            Verdict::NoAction
+                        };
+                        target = Some(best);
+                        format!(
+                            "policy hybrid: {best} replicas, the policy's, over the votes' {votes_count} ({})",
+                            rec.reason
+                        )
+                    } else {
+                        format!(
+                            "policy hybrid: the votes' {votes_count} replicas (the policy asked for {}: {})",
+                            rec.replicas, rec.reason
+                        )
+                    }
+                }
+                (None, _) => {
+                    "policy hybrid: no recommendation on this vector; the votes decide".to_string()
+                }
+                _ => "policy hybrid: held; the votes decide".to_string(),
+            });
+        }
         let now = self.clock_now();
         let state = self.states.entry(service.clone()).or_default();
         let before = state.clone();
@@ -727,7 +1093,7 @@ impl Scaler {
                 to: current,
                 adjustments: vec![why.clone()],
             },
-            None => envelope::apply(
+            None => envelope::apply_with_target(
                 &envelope_cfg,
                 state,
                 &envelope::Proposal {
@@ -738,6 +1104,7 @@ impl Scaler {
                     now,
                     severity,
                 },
+                target,
             ),
         };
         let mut adjustments = outcome.adjustments.clone();
@@ -745,9 +1112,73 @@ impl Scaler {
         if let Some(e) = read_error {
             adjustments.push(format!("replicas could not be read: {e}"));
         }
-        let changes = outcome.changes(current);
         let dry_run =
             self.cfg.dry_run || policy.dry_run == Some(true) || !actuator.changes_cluster();
+        let mut reason = t.reason.clone();
+        if !complete {
+            reason.push_str(&format!(
+                "; decided at the end of the window without {}",
+                t.missing
+                    .iter()
+                    .map(|m| m.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+        if verdict == Verdict::ScaleDown {
+            reason.push_str("; the models find one replica fewer safe");
+        }
+        if let Some(p) = policy_reason {
+            reason = format!("{p}; votes: {reason}");
+        }
+        let decision = Decision {
+            schema_version: SCHEMA_VERSION,
+            vector_id: vector_id.clone(),
+            service: service.clone(),
+            decision: verdict,
+            timestamp: chrono::Utc::now(),
+            metric_time,
+            scale_up_votes: t.scale_up_votes,
+            no_action_votes: t.no_action_votes,
+            abstentions: t.abstentions,
+            missing_models: t.missing.clone(),
+            total_votes: votes.len() as u32,
+            confidence: t.confidence,
+            strategy: voting.strategy,
+            weighted_score: t.weighted_score,
+            votes: votes.iter().map(VoteSummary::from).collect(),
+            from_replicas: current,
+            to_replicas: current,
+            reason,
+            adjustments,
+            acted: false,
+            dry_run,
+        };
+        self.conclude(decision, outcome, before, policy_held, vector_published)
+            .await
+    }
+
+    /// Act on a decided vector through the actuator (unless dry-run or held), record the
+    /// decision and publish it. `decision` carries everything but the outcome: `adjustments`
+    /// already holds the envelope's, `to_replicas` the current count. `Ok(false)` when stopping
+    /// before the decision could be published.
+    async fn conclude(
+        &mut self,
+        mut decision: Decision,
+        outcome: envelope::Outcome,
+        before: ServiceState,
+        policy_held: bool,
+        vector_published: chrono::DateTime<chrono::Utc>,
+    ) -> Result<bool, ScalerError> {
+        let service = decision.service.clone();
+        let vector_id = decision.vector_id.clone();
+        let verdict = decision.decision;
+        let current = decision.from_replicas;
+        let dry_run = decision.dry_run;
+        let mut adjustments = std::mem::take(&mut decision.adjustments);
+        let actuator = self.deps.actuator.clone();
+        let state = self.states.entry(service.clone()).or_default();
+        let changes = outcome.changes(current);
         let mut acted = false;
         if changes {
             let to = outcome.to.expect("a change has a target");
@@ -846,48 +1277,14 @@ impl Scaler {
         if !adjustments.is_empty() {
             self.report.adjusted += 1;
         }
-        let mut reason = t.reason.clone();
-        if !complete {
-            reason.push_str(&format!(
-                "; decided at the end of the window without {}",
-                t.missing
-                    .iter()
-                    .map(|m| m.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ));
-        }
-        if verdict == Verdict::ScaleDown {
-            reason.push_str("; the models find one replica fewer safe");
-        }
-        let decision = Decision {
-            schema_version: SCHEMA_VERSION,
-            vector_id: vector_id.clone(),
-            service: service.clone(),
-            decision: verdict,
-            timestamp: chrono::Utc::now(),
-            metric_time,
-            scale_up_votes: t.scale_up_votes,
-            no_action_votes: t.no_action_votes,
-            abstentions: t.abstentions,
-            missing_models: t.missing.clone(),
-            total_votes: votes.len() as u32,
-            confidence: t.confidence,
-            strategy: voting.strategy,
-            weighted_score: t.weighted_score,
-            votes: votes.iter().map(VoteSummary::from).collect(),
-            from_replicas: current,
-            to_replicas: if acted || dry_run {
-                outcome.to
-            } else {
-                current
-            },
-            reason,
-            adjustments,
-            acted,
-            dry_run,
-        }
-        .bounded();
+        decision.to_replicas = if acted || dry_run {
+            outcome.to
+        } else {
+            current
+        };
+        decision.adjustments = adjustments;
+        decision.acted = acted;
+        let decision = decision.bounded();
         tracing::debug!(vector = %vector_id, service, decision = ?verdict, acted, "decided");
         if policy_held {
             self.report.policy_holds += 1;
@@ -1032,5 +1429,7 @@ fn severity_of(votes: &[Vote], weighted_score: Option<f64>, sla_p95_ms: Option<f
     }
 }
 
+#[cfg(test)]
+mod policy_tests;
 #[cfg(test)]
 mod tests;

@@ -9,6 +9,7 @@
 //! | `autoscaler.sla_p95_ms` | the SLA on p95 latency, ms (> 0) |
 //! | `autoscaler.strategy` | `majority`, `unanimous` or `weighted` |
 //! | `autoscaler.dry_run` | `true`: decide and publish "would scale", change nothing |
+//! | `autoscaler.policy` | the scaling policy (`ensemble`, `hybrid`, `hpa-70`, `threshold`, …; see [`crate::policies`]) in place of the scaler's `--policy` |
 //!
 //! The same fields can be given in a policy file ([`PolicyFile`], JSON, unknown fields refused)
 //! for those who prefer one; a service listed there is managed even without the `enable` label.
@@ -36,6 +37,8 @@ pub const LABEL_SLA_P95_MS: &str = "autoscaler.sla_p95_ms";
 pub const LABEL_STRATEGY: &str = "autoscaler.strategy";
 /// Dry-run for this service.
 pub const LABEL_DRY_RUN: &str = "autoscaler.dry_run";
+/// The scaling policy for this service.
+pub const LABEL_POLICY: &str = "autoscaler.policy";
 
 /// One service's policy; `None` fields fall back to the global configuration.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -56,6 +59,10 @@ pub struct ServicePolicy {
     /// Decide and publish, change nothing.
     #[serde(default)]
     pub dry_run: Option<bool>,
+    /// The scaling policy for this service (a [`crate::policies::parse_policy`] spec such as
+    /// `hpa-70`), in place of the scaler's global one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<String>,
 }
 
 impl ServicePolicy {
@@ -67,6 +74,7 @@ impl ServicePolicy {
             sla_p95_ms: over.sla_p95_ms.or(self.sla_p95_ms),
             strategy: over.strategy.or(self.strategy),
             dry_run: over.dry_run.or(self.dry_run),
+            policy: over.policy.clone().or_else(|| self.policy.clone()),
         }
     }
 
@@ -85,6 +93,11 @@ impl ServicePolicy {
         if let Some(s) = self.sla_p95_ms {
             if !(s.is_finite() && s > 0.0) {
                 p.push(format!("sla_p95_ms must be a number > 0, got {s}"));
+            }
+        }
+        if let Some(spec) = &self.policy {
+            if let Err(e) = crate::policies::parse_policy(spec) {
+                p.push(format!("policy: {e}"));
             }
         }
         p
@@ -155,6 +168,10 @@ pub fn from_labels(labels: &HashMap<String, String>) -> Result<LabelPolicy, Vec<
                     None
                 }
             }),
+        policy: labels
+            .get(LABEL_POLICY)
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty()),
     };
     problems.extend(policy.problems());
     if !problems.is_empty() {
@@ -281,6 +298,7 @@ mod tests {
                 sla_p95_ms: Some(300.0),
                 strategy: Some(Strategy::Weighted),
                 dry_run: Some(true),
+                policy: None,
             }))
         );
         let bad = from_labels(&labels(&[
@@ -297,6 +315,42 @@ mod tests {
         let contradiction =
             from_labels(&labels(&[(LABEL_MIN, "5"), (LABEL_MAX, "2")])).unwrap_err();
         assert_eq!(contradiction, vec!["min (5) is greater than max (2)"]);
+    }
+
+    #[test]
+    fn the_policy_label_and_field_are_checked() {
+        let ok = from_labels(&labels(&[
+            (LABEL_ENABLE, "true"),
+            (LABEL_POLICY, " hpa-80 "),
+        ]));
+        assert!(
+            matches!(&ok, Ok(LabelPolicy::Enabled(p)) if p.policy.as_deref() == Some("hpa-80")),
+            "{ok:?}"
+        );
+        let bad = from_labels(&labels(&[
+            (LABEL_ENABLE, "true"),
+            (LABEL_POLICY, "loudest"),
+        ]))
+        .unwrap_err();
+        assert!(
+            bad[0].contains("unknown policy `loudest` (valid: ensemble"),
+            "{bad:?}"
+        );
+        let file: PolicyFile =
+            serde_json::from_str(r#"{"services":{"orders":{"policy":"static:replicas=3"}}}"#)
+                .unwrap();
+        assert!(file.services["orders"].problems().is_empty());
+        let label = ServicePolicy {
+            policy: Some("threshold".into()),
+            ..ServicePolicy::default()
+        };
+        assert_eq!(
+            file.services["orders"]
+                .overridden_by(&label)
+                .policy
+                .as_deref(),
+            Some("threshold")
+        );
     }
 
     #[test]

@@ -326,6 +326,11 @@ impl Actuator for SwarmActuator {
         Ok(self.read(service).await?.policy)
     }
 
+    fn has_service_policies(&self) -> bool {
+        // Any service may carry `autoscaler.policy`.
+        true
+    }
+
     async fn set_replicas(
         &self,
         service: &str,
