@@ -67,6 +67,8 @@ pub async fn run_embedded(
     // The replay's metric time is the clock (it runs far ahead of, or behind, this host's).
     scaler.clock = ClockMode::Replay;
     let decision_window = scaler.decision_window;
+    // The scaler reads the metrics too when its policy needs the measurements.
+    let metrics_groups = usize::from(scaler.policy_needs_metrics());
     let mut inference = Vec::new();
     for model in models {
         let mut cfg = InferenceConfig::new(model.kind());
@@ -128,7 +130,9 @@ pub async fn run_embedded(
     // Start publishing only once every consumer listens: the in-process bus, like a Kafka
     // consumer at the latest offset, delivers only what is published after subscribing.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while bus.groups(METRICS_TOPIC) < inference.len() || bus.groups(VOTES_TOPIC) < 1 {
+    while bus.groups(METRICS_TOPIC) < inference.len() + metrics_groups
+        || bus.groups(VOTES_TOPIC) < 1
+    {
         if tokio::time::Instant::now() > deadline {
             anyhow::bail!("the services did not subscribe within 10 s");
         }

@@ -3,7 +3,7 @@
 use std::path::Path;
 
 mod common;
-use common::{models_dir, run, text};
+use common::{bin, models_dir, run, text};
 
 #[test]
 fn help_lists_every_subcommand() {
@@ -30,6 +30,36 @@ fn unknown_values_exit_2_naming_the_valid_ones() {
     let out = run(&["scaler", "--actuator", "kubernetes"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("dry-run"));
+}
+
+#[test]
+fn an_unknown_policy_exits_2_naming_the_valid_ones() {
+    for args in [
+        ["scaler", "--policy", "bogus"],
+        ["run", "--policy", "loudest"],
+        ["demo", "--policy", "hpa-x"],
+    ] {
+        let out = run(&args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = text(&out.stderr);
+        assert!(err.contains("--policy"), "{err}");
+    }
+    let err = text(&run(&["scaler", "--policy", "bogus"]).stderr);
+    assert!(
+        err.contains("valid: ensemble, hybrid, hpa, threshold, triggers, static, capacity"),
+        "{err}"
+    );
+    let out = run(&["scaler", "--policy", "oracle"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("backtests"));
+    // Accepted (from the environment too): the next problem is the missing actuator.
+    let out = bin()
+        .args(["scaler"])
+        .env("AUTOSCALER_POLICY", "threshold:upper=80:lower=20")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    assert!(text(&out.stderr).contains("no actuator"));
 }
 
 #[test]

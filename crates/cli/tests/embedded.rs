@@ -104,3 +104,83 @@ async fn embedded_pipeline_decides_every_vector_once_with_three_votes() {
     };
     assert_eq!(strip(&runs[0]), strip(&runs[1]));
 }
+
+/// The same pipeline with a policy in the scaler: a baseline decides every vector from the
+/// metrics topic (no ballot), `hybrid` composes the votes with the hybrid policy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_pipeline_runs_the_scalers_policy() {
+    let dir = tempfile::tempdir().unwrap();
+    let jsonl = dir.path().join("d.jsonl");
+    let aggregator = AggregatorOpts {
+        duration_hours: 2.0,
+        seed: 11,
+        ..AggregatorOpts::default()
+    };
+    let with = |policy: &str| {
+        Pipeline::from_opts(
+            &aggregator,
+            &ModelsOpts {
+                models_dir: dir.path().join("models"),
+            },
+            &ScalerOpts {
+                policy: autoscaler_scaler::policies::parse_policy(policy).unwrap(),
+                ..ScalerOpts::default()
+            },
+        )
+        .unwrap()
+    };
+    let mut p = with("hpa-70");
+    p.decisions_jsonl = Some(jsonl.clone());
+    pipeline::run(p, CancellationToken::new()).await.unwrap();
+    let d = decisions(&jsonl);
+    assert_eq!(d.len(), 2 * 240);
+    let ids: std::collections::HashSet<&str> =
+        d.iter().map(|x| x["vector_id"].as_str().unwrap()).collect();
+    assert_eq!(ids.len(), d.len(), "no vector decided twice");
+    for x in &d {
+        assert_eq!(x["total_votes"], 0, "{x}");
+        assert!(
+            x["reason"].as_str().unwrap().starts_with("policy hpa-70: "),
+            "{x}"
+        );
+        assert!(
+            (1..=10).contains(&x["to_replicas"].as_u64().unwrap()),
+            "{x}"
+        );
+    }
+
+    let p = with("hybrid");
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let seen2 = seen.clone();
+    let report = run_embedded(
+        Embedded {
+            aggregator: p.aggregator.clone(),
+            scaler: p.scaler.clone(),
+            models: load_models(&p.models_dir, p.sla_p95_ms, p.seed).unwrap(),
+            initial_replicas: p.initial_replicas,
+            bus_capacity: autoscaler_bus::DEFAULT_MEMORY_CAPACITY,
+        },
+        Box::new(move |d: &Decision| seen2.lock().unwrap().push(d.clone())),
+        None,
+        CancellationToken::new(),
+    )
+    .await
+    .unwrap();
+    let d = seen.lock().unwrap().clone();
+    assert_eq!(report.scaler.decisions, 2 * 240);
+    assert_eq!(report.scaler.vectors, 2 * 240);
+    assert_eq!(d.len(), 2 * 240);
+    for x in &d {
+        assert_eq!(x.total_votes, 3, "{x:?}");
+        assert!(x.reason.starts_with("policy hybrid: "), "{x:?}");
+        // The vector reaches the scaler before its votes: the policy's recommendation is there.
+        assert!(!x.reason.contains("no recommendation"), "{x:?}");
+    }
+    // Never below the votes: a scale-down only where the models found one fewer safe.
+    for x in d.iter().filter(|x| x.to_replicas < x.from_replicas) {
+        assert!(
+            x.reason.contains("the models find one replica fewer safe"),
+            "{x:?}"
+        );
+    }
+}

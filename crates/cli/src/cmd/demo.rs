@@ -5,6 +5,9 @@ use std::time::Instant;
 
 use autoscaler_aggregator::DEFAULT_REPLAY_HOURS;
 use autoscaler_contract::Strategy;
+use autoscaler_policy::PolicySpec;
+use autoscaler_scaler::policies::parse_policy;
+use autoscaler_scaler::DEFAULT_POLICY;
 use autoscaler_simulator::DEFAULT_SEED;
 use autoscaler_voting::rules::DEFAULT_STRATEGY;
 use clap::Args;
@@ -40,6 +43,9 @@ pub struct DemoArgs {
     /// Print only the summary, no decision blocks.
     #[arg(long)]
     pub quiet: bool,
+    /// The scaler's policy (as `autoscaler scaler --policy`): `ensemble`, `hybrid`, `hpa-70`, …
+    #[arg(long = "policy", env = "AUTOSCALER_POLICY", default_value = DEFAULT_POLICY, value_parser = parse_policy)]
+    pub policy: PolicySpec,
 }
 
 /// The pipeline the demo runs: the defaults, with the demo's strategy, seed and hours.
@@ -57,6 +63,7 @@ pub fn pipeline_of(a: &DemoArgs) -> Result<Pipeline, ConfigError> {
     };
     let scaler = ScalerOpts {
         strategy: a.strategy,
+        policy: a.policy.clone(),
         ..ScalerOpts::default()
     };
     let mut p = Pipeline::from_opts(&aggregator, &a.models, &scaler)?;

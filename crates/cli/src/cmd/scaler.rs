@@ -101,6 +101,7 @@ pub async fn run(a: ScalerArgs, shutdown: CancellationToken) -> anyhow::Result<(
     cfg.print_decisions = true;
     cfg.votes_topic = a.bus.votes_topic.clone();
     cfg.decisions_topic = a.bus.decisions_topic.clone();
+    cfg.metrics_topic = a.bus.metrics_topic.clone();
     if a.bus.bus != BusKind::Kafka {
         // The memory bus reaches no other process: this is the clear error.
         standalone_bus(&a.bus, true).await?;
@@ -118,6 +119,7 @@ pub async fn run(a: ScalerArgs, shutdown: CancellationToken) -> anyhow::Result<(
     a.metrics.start(&shutdown).await;
     // "Dead letters" reads 0, not "no data", until the first vote is dead-lettered.
     autoscaler_telemetry::watch_dead_letters(&cfg.votes_topic);
+    tracing::info!(policy = %cfg.policy.name(), "scaling policy (a service's autoscaler.policy label overrides it)");
     let lease_cfg = LeaseConfig {
         ttl,
         ..LeaseConfig::new(LeaseConfig::holder_for(&db))

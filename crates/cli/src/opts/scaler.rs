@@ -3,11 +3,15 @@
 use std::time::Duration;
 
 use autoscaler_contract::{ClockMode, ModelKind, Strategy, DEFAULT_CLOCK};
+use autoscaler_policy::PolicySpec;
 use autoscaler_scaler::envelope::{
     DEFAULT_COOLDOWN_DOWN_SECS, DEFAULT_COOLDOWN_UP_SECS, DEFAULT_MAX_REPLICAS, DEFAULT_MAX_STEP,
     DEFAULT_MIN_REPLICAS, DEFAULT_STABILIZATION_SECS,
 };
-use autoscaler_scaler::{EnvelopeConfig, ScalerConfig, DEFAULT_DECISION_WINDOW_SECS};
+use autoscaler_scaler::policies::{default_policy, parse_policy};
+use autoscaler_scaler::{
+    EnvelopeConfig, ScalerConfig, DEFAULT_DECISION_WINDOW_SECS, DEFAULT_POLICY,
+};
 use autoscaler_voting::rules::{
     DEFAULT_MIN_QUORUM, DEFAULT_SCALE_DOWN_MAX_PROBABILITY, DEFAULT_STRATEGY,
     DEFAULT_WEIGHTED_THRESHOLD,
@@ -68,6 +72,14 @@ pub struct ScalerOpts {
     /// a replayed log with simulated time (the log's own time is the clock).
     #[arg(long, env = "AUTOSCALER_CLOCK", default_value_t = DEFAULT_CLOCK)]
     pub clock: ClockMode,
+    /// The scaling policy: `ensemble` (the models' votes decide), `hybrid` (the votes' count and
+    /// the hybrid policy on the measurements, the safest wins, then the safety envelope), or a
+    /// baseline — `hpa-70` (any target), `threshold`, `triggers`, `static`, `capacity` — that
+    /// decides every vector of the metrics topic under its own rules, within min/max only.
+    /// Parameters as in `autoscaler backtest`: `threshold:upper=80:lower=20`. A service's
+    /// `autoscaler.policy` label (or the policy file's `policy`) overrides it.
+    #[arg(long = "policy", env = "AUTOSCALER_POLICY", default_value = DEFAULT_POLICY, value_parser = parse_policy)]
+    pub policy: PolicySpec,
 }
 
 impl Default for ScalerOpts {
@@ -88,6 +100,7 @@ impl Default for ScalerOpts {
             max_step: DEFAULT_MAX_STEP,
             dry_run: false,
             clock: DEFAULT_CLOCK,
+            policy: default_policy(),
         }
     }
 }
@@ -119,6 +132,7 @@ pub fn scaler_config(o: &ScalerOpts) -> Result<ScalerConfig, ConfigError> {
     };
     cfg.dry_run = o.dry_run;
     cfg.clock = o.clock;
+    cfg.policy = o.policy.clone();
     problems.extend(cfg.problems());
     ConfigError::check(problems)?;
     Ok(cfg)

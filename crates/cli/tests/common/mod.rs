@@ -28,6 +28,7 @@ pub fn bin() -> Command {
         "METRICS_CSV",
         "AUTOSCALER_SOURCE",
         "AUTOSCALER_CLOCK",
+        "AUTOSCALER_POLICY",
     ] {
         c.env_remove(var);
     }
