@@ -297,6 +297,47 @@ async fn closed_loop_over_kafka_with_dead_letters() {
     scaler.stop();
 }
 
+/// A baseline policy in the scaler decides every vector of the metrics topic itself, no models
+/// running; the scaler's own metrics group dead-letters what does not parse.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a Kafka broker: KAFKA_BOOTSTRAP_SERVERS (scripts/kafka-up.sh)"]
+async fn a_baseline_policy_decides_every_vector_over_kafka_without_models() {
+    let _serial = SERIAL.lock().await;
+    let Some(bootstrap) = broker() else { return };
+    let n = Names::new("policy", bootstrap);
+    let bus = n.bus();
+    let dm = format!("{}.dlq", n.metrics());
+    bus.ensure_topics(&[&n.metrics(), &n.votes(), &n.decisions(), &dm])
+        .await
+        .unwrap();
+    bus.publish(Outgoing::new(n.metrics(), "orders", b"not json".to_vec()))
+        .await
+        .unwrap();
+    let scaler = n.spawn(&["scaler", "--actuator", "simulated", "--policy", "hpa-70"]);
+    replay_quarter_hour(&n);
+    let expected = 30 * 6;
+    let decisions = read_all(&bus, &n.decisions(), expected + 1, Duration::from_secs(10)).await;
+    assert_eq!(decisions.len(), expected, "one decision per vector");
+    let mut ids = HashSet::new();
+    for d in &decisions {
+        let v: serde_json::Value = serde_json::from_slice(&d.payload).unwrap();
+        assert!(ids.insert(v["vector_id"].as_str().unwrap().to_string()));
+        assert_eq!(v["total_votes"], 0, "{v}");
+        assert!(
+            v["reason"].as_str().unwrap().starts_with("policy hpa-70: "),
+            "{v}"
+        );
+    }
+    let dead = read_all(&bus, &dm, 2, Duration::from_secs(5)).await;
+    assert_eq!(
+        dead.len(),
+        1,
+        "the scaler's group dead-letters the bad vector"
+    );
+    let log = scaler.stop();
+    assert!(log.contains("policy=hpa-70"), "{}", tail(&log));
+}
+
 /// The next delivery of `sub`, within a minute.
 async fn next(sub: &mut Box<dyn autoscaler_bus::Subscription>) -> autoscaler_bus::Delivery {
     tokio::time::timeout(Duration::from_secs(60), sub.recv())
