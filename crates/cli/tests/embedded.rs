@@ -111,9 +111,10 @@ async fn embedded_pipeline_decides_every_vector_once_with_three_votes() {
 async fn embedded_pipeline_runs_the_scalers_policy() {
     let dir = tempfile::tempdir().unwrap();
     let jsonl = dir.path().join("d.jsonl");
+    // Not the other test's seed: the default models' training file is named by process and seed.
     let aggregator = AggregatorOpts {
         duration_hours: 2.0,
-        seed: 11,
+        seed: 13,
         ..AggregatorOpts::default()
     };
     let with = |policy: &str| {

@@ -267,9 +267,9 @@ pub fn apply(cfg: &EnvelopeConfig, state: &mut ServiceState, p: &Proposal) -> Ou
     apply_with_target(cfg, state, p, None)
 }
 
-/// [`apply`] for a scale-up that asks for `target` replicas (a composed recommendation): the
-/// step is the larger of the urgency's and `target − current`, still at most `max_step`, and
-/// every other rule applies as for a vote.
+/// [`apply`] for a scale-up that asks for `target` replicas (a composed recommendation, which
+/// already holds the votes' own step): the step is `target − current`, at least 1 and at most
+/// `max_step`, and every other rule applies as for a vote.
 pub fn apply_with_target(
     cfg: &EnvelopeConfig,
     state: &mut ServiceState,
@@ -288,10 +288,11 @@ pub fn apply_with_target(
     {
         state.recent.pop_front();
     }
-    let mut step = step_for(cfg.max_step, &p.severity);
-    if let (Some(t), Some(c)) = (target, p.current) {
-        step = step.max(t.saturating_sub(c)).min(cfg.max_step.max(1));
-    }
+    let step = match (target, p.current) {
+        // The composed count already holds the votes' own step.
+        (Some(t), Some(c)) => t.saturating_sub(c).clamp(1, cfg.max_step.max(1)),
+        _ => step_for(cfg.max_step, &p.severity),
+    };
     match p.current {
         Some(current) if !p.stale => {
             let recommended = match p.verdict {
@@ -484,6 +485,32 @@ mod tests {
             now: t(at),
             severity: Severity::default(),
         }
+    }
+
+    #[test]
+    fn a_target_sizes_the_step_and_a_baseline_gets_only_the_bounds() {
+        let cfg = EnvelopeConfig {
+            max_step: 3,
+            ..EnvelopeConfig::default()
+        };
+        let mut st = ServiceState::default();
+        let up = prop(Verdict::ScaleUp, Some(2), 0);
+        assert_eq!(apply_with_target(&cfg, &mut st, &up, Some(4)).to, Some(4));
+        // Capped by the step, then by the cooldown it started.
+        let mut st = ServiceState::default();
+        assert_eq!(apply_with_target(&cfg, &mut st, &up, Some(9)).to, Some(5));
+        let again = prop(Verdict::ScaleUp, Some(5), 30);
+        let o = apply_with_target(&cfg, &mut st, &again, Some(9));
+        assert_eq!(o.to, Some(5));
+        assert!(o.adjustments[0].starts_with("cooldown"), "{o:?}");
+        // A baseline: no cooldown, no step cap; min/max only; fail closed on unknown replicas.
+        let o = bound_only(&cfg, &mut st, Some(5), 9, t(60));
+        assert_eq!((o.to, o.adjustments.is_empty()), (Some(9), true));
+        let o = bound_only(&cfg, &mut st, Some(9), 40, t(61));
+        assert_eq!(o.to, Some(10));
+        assert_eq!(o.adjustments, vec!["clamped to max 10"]);
+        assert_eq!(bound_only(&cfg, &mut st, Some(3), 0, t(62)).to, Some(1));
+        assert_eq!(bound_only(&cfg, &mut st, None, 4, t(63)).to, None);
     }
 
     #[test]
