@@ -437,7 +437,7 @@ pub async fn run_with_lease(
                         }
                         Some(Err(e)) => return Err(e.into()),
                         Some(Ok(delivery)) => {
-                            if s.on_vector(&delivery, &ballots).await? {
+                            if s.on_vector(&delivery).await? {
                                 if let Some(m) = msub.as_mut() {
                                     m.ack(&delivery).await?;
                                 }
@@ -764,7 +764,6 @@ impl Scaler {
     async fn on_vector(
         &mut self,
         delivery: &autoscaler_bus::Delivery,
-        ballots: &BallotBox,
     ) -> Result<bool, ScalerError> {
         self.report.vectors += 1;
         let v = decode::<FeatureVector>(&delivery.payload)
@@ -790,12 +789,13 @@ impl Scaler {
         if route == Mode::Votes {
             return Ok(true);
         }
-        let seen = ballots.is_decided(&v.vector_id)
-            || self
-                .policies
-                .get(&service)
-                .and_then(|s| s.last_fed)
-                .is_some_and(|t| v.metric_time <= t);
+        // Not the ballot box's decided ids: the votes of a vector can complete before the vector
+        // itself reaches the scaler (its metrics queue full), and a baseline ignores them.
+        let seen = self
+            .policies
+            .get(&service)
+            .and_then(|s| s.last_fed)
+            .is_some_and(|t| v.metric_time <= t);
         if seen {
             tracing::debug!(vector = %v.vector_id, service, "vector seen already (or older than the last): not fed again");
             return Ok(true);
