@@ -34,8 +34,10 @@ use sha2::{Digest, Sha256};
 
 pub use autoscaler_contract::{Features, ModelKind, FEATURE_NAMES};
 
+pub mod calibration;
 mod features;
 pub mod forest;
+pub mod history;
 mod logistic;
 mod xgboost;
 
@@ -59,6 +61,18 @@ pub enum ModelError {
     /// count). They are never replaced by 0.
     #[error("missing features: {}", .0.join(", "))]
     MissingFeatures(Vec<String>),
+    /// A model taking history features (lags, rolling statistics) was given fewer polls of the
+    /// service than it needs ([`history::MIN_HISTORY_POINTS`]): it abstains.
+    #[error("not enough history: the model needs {need} polls of the service, {have} seen")]
+    NotEnoughHistory {
+        /// Polls in the window.
+        have: usize,
+        /// Polls needed.
+        need: usize,
+    },
+    /// A history feature asked of a row built from one vector alone.
+    #[error("feature `{0}` is computed from the service's recent polls: build the row with history::input_row_from_history")]
+    NeedsHistory(String),
     /// A feature name this crate does not know how to build.
     #[error(
         "unknown feature `{0}` (known: the ten contract features, rps_per_replica, cpu_per_replica_pct)"
@@ -847,7 +861,9 @@ pub fn load(kind: ModelKind, models_dir: &Path) -> Result<Box<dyn Model>, ModelE
         );
     }
     tracing::info!(model = %kind, version = %version, dir = %dir.display(), "loaded model");
-    Ok(Box::new(TrainedModel {
+    // Probabilities calibrated on the validation split, when the metadata records it.
+    let calibration = calibration::Calibration::from_scores(&meta.scores).map_err(bad_meta)?;
+    let model = Box::new(TrainedModel {
         kind,
         version,
         threshold: meta.threshold,
@@ -860,7 +876,8 @@ pub fn load(kind: ModelKind, models_dir: &Path) -> Result<Box<dyn Model>, ModelE
         hyper_parameters: meta.hyper_parameters,
         model_bytes,
         engine,
-    }))
+    });
+    Ok(calibration::wrap(model, calibration))
 }
 
 /// [`load`], then check the model's feature list is exactly `expected` (names and order).
