@@ -51,13 +51,11 @@ for test_pattern in $TEST_PATTERNS; do
     echo "== train on [${train_patterns[*]}] (${#train[@]} runs), split by run; SLA p95 ${SLA_MS} ms"
     "$bin" train --data "${train[@]}" --out "$out/models" --split by-run --seed "$SEED" \
         --sla-p95-ms "$SLA_MS" --created-at 2025-01-01T00:00:00Z "${extra[@]}"
-    # The weighted rule's threshold chosen on validation by `train` (scores.ensemble), if any.
-    eval_extra=()
-    wt=$(sed -n 's/^ *"weighted_threshold": *\([0-9.eE+-]*\),*$/\1/p' "$out/models/xgboost/metadata.json" | head -1)
-    [ -n "$wt" ] && eval_extra+=(--weighted-threshold "$wt")
+    # (The weighted rule's weights and threshold: those `train` chose on the validation runs,
+    # read by `evaluate` from the models' metadata.)
     echo
     echo "== evaluate on [$test_pattern] (${#test[@]} runs, never trained on)"
-    "$bin" evaluate --data "${test[@]}" --models "$out/models" "${eval_extra[@]}" \
+    "$bin" evaluate --data "${test[@]}" --models "$out/models" \
         --json-out "$out/evaluation.json" --plot "$out/evaluation.svg" | tee "$out/table.txt"
     echo
     {

@@ -45,6 +45,13 @@ use crate::{Bus, BusError, Delivery, Outgoing, Subscription};
 /// Prefix of environment variables passed through to librdkafka.
 pub const PROP_ENV_PREFIX: &str = "KAFKA_PROP_";
 
+/// Default bootstrap servers: a broker on this machine (`scripts/kafka-up.sh`).
+pub const DEFAULT_BOOTSTRAP_SERVERS: &str = "127.0.0.1:9092";
+/// Default partitions of the topics created at start-up.
+pub const DEFAULT_PARTITIONS: i32 = 3;
+/// Default replication factor of the topics created at start-up.
+pub const DEFAULT_REPLICATION: i32 = 1;
+
 /// How to reach the cluster.
 #[derive(Debug, Clone, PartialEq)]
 pub struct KafkaConfig {
@@ -95,8 +102,8 @@ impl KafkaConfig {
         KafkaConfig {
             bootstrap_servers: bootstrap_servers.into(),
             properties: BTreeMap::new(),
-            partitions: 3,
-            replication: 1,
+            partitions: DEFAULT_PARTITIONS,
+            replication: DEFAULT_REPLICATION,
             group_prefix: String::new(),
             delivery_timeout: Duration::from_secs(30),
             exclusive_groups: BTreeSet::new(),

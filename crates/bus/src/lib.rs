@@ -148,6 +148,9 @@ pub async fn dead_letter(bus: &dyn Bus, d: &Delivery, reason: &str) -> Result<()
     bus.publish(msg).await
 }
 
+/// Default capacity of each in-process queue, messages.
+pub const DEFAULT_MEMORY_CAPACITY: usize = 1024;
+
 /// What the in-process bus does when a member's queue is full.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Overflow {

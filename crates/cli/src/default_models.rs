@@ -11,28 +11,36 @@ use std::path::Path;
 
 use anyhow::Context;
 use autoscaler_contract::ModelKind;
+use autoscaler_models::TrainParams;
 use autoscaler_simulator::TrainingDataConfig;
-use autoscaler_training::{load_csvs, train_models, BadRows, DataInput};
-use clap::{Args, FromArgMatches};
+use autoscaler_training::{
+    load_csvs, train_models, BadRows, DataInput, SlaSpec, SplitConfig, SplitKind, TrainConfig,
+    DEFAULT_CALIBRATION, DEFAULT_HORIZON, DEFAULT_TARGET_RECALL,
+};
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::train_cmd::TrainArgs;
-
-/// The `train` options of the default models: `--split by-run --seed <seed> --sla-p95-ms <sla>`.
-fn default_train_args(csv: &Path, sla_p95_ms: f64, seed: u64) -> anyhow::Result<TrainArgs> {
-    let cmd = TrainArgs::augment_args(clap::Command::new("train").no_binary_name(true));
-    let argv = [
-        "--data".to_string(),
-        csv.display().to_string(),
-        "--split".into(),
-        "by-run".into(),
-        "--seed".into(),
-        seed.to_string(),
-        "--sla-p95-ms".into(),
-        sla_p95_ms.to_string(),
-    ];
-    let m = cmd.try_get_matches_from(argv)?;
-    Ok(TrainArgs::from_arg_matches(&m)?)
+/// What `autoscaler train --split by-run --seed <seed> --sla-p95-ms <sla>` trains: every other
+/// setting at the training libraries' defaults.
+pub fn default_train_config(kinds: Vec<ModelKind>, sla_p95_ms: f64, seed: u64) -> TrainConfig {
+    TrainConfig {
+        kinds,
+        horizon: DEFAULT_HORIZON,
+        sla: SlaSpec::Global(sla_p95_ms),
+        split: SplitConfig {
+            kind: SplitKind::ByRun,
+            seed,
+            ..SplitConfig::default()
+        },
+        params: TrainParams {
+            seed,
+            ..TrainParams::default()
+        },
+        target_recall: DEFAULT_TARGET_RECALL,
+        features: None,
+        use_csv_labels: false,
+        created_at: chrono::Utc::now().to_rfc3339(),
+        calibration: DEFAULT_CALIBRATION,
+    }
 }
 
 /// Train and save every model missing from `dir`. Returns the models trained.
@@ -69,9 +77,7 @@ pub fn ensure(dir: &Path, sla_p95_ms: f64, seed: u64) -> anyhow::Result<Vec<Mode
     autoscaler_training::simulated_csv(&sim, &csv)?;
     bar.inc(1);
     let result = (|| {
-        let args = default_train_args(&csv, sla_p95_ms, seed)?;
-        let mut cfg = args.config()?;
-        cfg.kinds = missing.clone();
+        let cfg = default_train_config(missing.clone(), sla_p95_ms, seed);
         let loaded = load_csvs(
             &[DataInput::parse(&csv.display().to_string())],
             BadRows::Fail,

@@ -241,3 +241,15 @@ impl VerdictCounts {
         }
     }
 }
+
+/// A progress bar of `len` steps with the current step's name (training).
+pub fn steps_bar(len: u64) -> indicatif::ProgressBar {
+    let b = indicatif::ProgressBar::new(len).with_style(
+        indicatif::ProgressStyle::with_template(
+            "{spinner} [{bar:30}] {pos}/{len} {msg} ({elapsed})",
+        )
+        .expect("valid template"),
+    );
+    b.enable_steady_tick(std::time::Duration::from_millis(200));
+    b
+}

@@ -99,63 +99,6 @@ fn decisions(path: &Path) -> Vec<serde_json::Value> {
 }
 
 #[test]
-fn embedded_pipeline_decides_every_vector_once_with_three_votes() {
-    let models = models_dir();
-    let dir = tempfile::tempdir().unwrap();
-    let mut runs = Vec::new();
-    for n in 0..2 {
-        let jsonl = dir.path().join(format!("d{n}.jsonl"));
-        let out = run(&[
-            "run",
-            "--models-dir",
-            models.to_str().unwrap(),
-            "--duration-hours",
-            "6",
-            "--seed",
-            "11",
-            "--decisions-jsonl",
-            jsonl.to_str().unwrap(),
-        ]);
-        assert!(out.status.success(), "{}", text(&out.stderr));
-        runs.push(decisions(&jsonl));
-    }
-    let d = &runs[0];
-    // 6 h of 30 s polls, two services.
-    assert_eq!(d.len(), 2 * 720);
-    let ids: std::collections::HashSet<&str> =
-        d.iter().map(|x| x["vector_id"].as_str().unwrap()).collect();
-    assert_eq!(ids.len(), d.len(), "no vector decided twice");
-    for x in d {
-        assert_eq!(x["total_votes"], 3, "{x}");
-        assert_eq!(x["votes"].as_array().unwrap().len(), 3);
-        assert_eq!(x["missing_models"].as_array().unwrap().len(), 0);
-        assert_eq!(x["schema_version"], 1);
-        let (from, to) = (
-            x["from_replicas"].as_u64().unwrap(),
-            x["to_replicas"].as_u64().unwrap(),
-        );
-        assert!((1..=10).contains(&to), "within the envelope: {x}");
-        assert!(to.abs_diff(from) <= 1, "one step at a time: {x}");
-    }
-    assert!(
-        d.iter()
-            .any(|x| x["decision"] == "SCALE_UP" && x["acted"] == true),
-        "the afternoon peak needs more replicas than the 2 it starts with"
-    );
-    // Same seed, same decisions (wall-clock timestamps aside).
-    let strip = |v: &Vec<serde_json::Value>| -> Vec<serde_json::Value> {
-        v.iter()
-            .map(|x| {
-                let mut x = x.clone();
-                x.as_object_mut().unwrap().remove("timestamp");
-                x
-            })
-            .collect()
-    };
-    assert_eq!(strip(&runs[0]), strip(&runs[1]));
-}
-
-#[test]
 fn demo_prints_blocks_naming_all_three_models_and_the_same_summary_per_seed() {
     let models = models_dir();
     let demo = |seed: &str| {

@@ -42,6 +42,10 @@ pub const VOTES_TOPIC: &str = "model-votes";
 /// Default topic of scaling decisions.
 pub const DECISIONS_TOPIC: &str = "scaling-decisions";
 
+/// Default SLA on a service's p95 latency, milliseconds: what the reports count as a violation
+/// and what the models are trained to foresee, unless configured otherwise.
+pub const DEFAULT_SLA_P95_MS: f64 = 250.0;
+
 /// Errors found when a message breaks the contract.
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum ContractError {

@@ -291,6 +291,25 @@ impl Dataset {
     }
 }
 
+/// Default directory of model artefacts (`<dir>/<model>/model.json` + `metadata.json`).
+pub const DEFAULT_MODELS_DIR: &str = "models";
+/// Default seed of every random choice in training.
+pub const DEFAULT_SEED: u64 = 42;
+/// Default XGBoost boosting rounds.
+pub const DEFAULT_XGB_ROUNDS: u32 = 100;
+/// Default XGBoost maximum tree depth.
+pub const DEFAULT_XGB_MAX_DEPTH: u32 = 4;
+/// Default XGBoost learning rate.
+pub const DEFAULT_XGB_ETA: f64 = 0.1;
+/// Default trees in the random forest.
+pub const DEFAULT_RF_TREES: usize = 100;
+/// Default maximum depth of a forest tree.
+pub const DEFAULT_RF_MAX_DEPTH: u16 = 8;
+/// Default L2 penalty of the logistic regression.
+pub const DEFAULT_LR_ALPHA: f64 = 1.0;
+/// Default L-BFGS iterations of the logistic regression.
+pub const DEFAULT_LR_MAX_ITERATIONS: u64 = 200;
+
 /// Hyper-parameters of the three models. [`Default`] gives the values below.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TrainParams {
@@ -321,14 +340,14 @@ pub struct TrainParams {
 impl Default for TrainParams {
     fn default() -> Self {
         TrainParams {
-            seed: 42,
-            xgb_rounds: 100,
-            xgb_max_depth: 4,
-            xgb_eta: 0.1,
-            rf_trees: 100,
-            rf_max_depth: Some(8),
-            lr_alpha: 1.0,
-            lr_max_iterations: 200,
+            seed: DEFAULT_SEED,
+            xgb_rounds: DEFAULT_XGB_ROUNDS,
+            xgb_max_depth: DEFAULT_XGB_MAX_DEPTH,
+            xgb_eta: DEFAULT_XGB_ETA,
+            rf_trees: DEFAULT_RF_TREES,
+            rf_max_depth: Some(DEFAULT_RF_MAX_DEPTH),
+            lr_alpha: DEFAULT_LR_ALPHA,
+            lr_max_iterations: DEFAULT_LR_MAX_ITERATIONS,
             class_weighting: true,
         }
     }

@@ -78,11 +78,11 @@ mod training;
 pub use cluster::SimulatedCluster;
 pub use feed::{Poll, ReplayFeed, SUBSTEP_SECS, WINDOW_SECS};
 pub use labels::{label_violations, ERROR_VIOLATION_PCT};
-pub use params::ServiceParams;
+pub use params::{ServiceParams, DEFAULT_SEED, DEFAULT_TRACE_SCALE};
 pub use trace::{SyntheticShape, Trace, TraceError, NASA_TRACE_CSV};
 pub use training::{
     generate_training_runs, training_csv_header, write_training_csv, TrainingDataConfig,
-    TrainingRow, TrainingRun,
+    TrainingRow, TrainingRun, DEFAULT_TRAINING_DAYS, DEFAULT_TRAINING_RUNS,
 };
 
 /// Errors of the simulated cluster, the feeds and the training-data writer.

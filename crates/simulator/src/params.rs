@@ -25,6 +25,9 @@ pub const DEFAULT_NOISE: f64 = 0.05;
 /// Default [`ServiceParams::trace_scale`].
 pub const DEFAULT_TRACE_SCALE: f64 = 10.0;
 
+/// Default seed of the simulation noise (replays and simulated training runs).
+pub const DEFAULT_SEED: u64 = 42;
+
 /// How one simulated service behaves. See the crate docs for the queueing model that uses them.
 ///
 /// Missing fields in a serialised form take their defaults; unknown fields are rejected.

@@ -44,16 +44,21 @@ pub struct TrainingDataConfig {
     pub params: ServiceParams,
 }
 
+/// Default simulated training runs (shapes diurnal, spiky, ramp, step in turn).
+pub const DEFAULT_TRAINING_RUNS: usize = 8;
+/// Default days per simulated training run.
+pub const DEFAULT_TRAINING_DAYS: u32 = 2;
+
 impl Default for TrainingDataConfig {
     fn default() -> Self {
         TrainingDataConfig {
-            runs: 8,
-            days_per_run: 2,
+            runs: DEFAULT_TRAINING_RUNS,
+            days_per_run: DEFAULT_TRAINING_DAYS,
             poll_interval_secs: 30.0,
-            sla_p95_ms: 250.0,
+            sla_p95_ms: autoscaler_contract::DEFAULT_SLA_P95_MS,
             horizon: 2,
             max_replicas: 12,
-            seed: 42,
+            seed: crate::DEFAULT_SEED,
             service: "simulated-service".to_string(),
             params: ServiceParams::default(),
         }

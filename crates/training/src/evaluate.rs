@@ -28,8 +28,9 @@ pub struct EvalConfig {
     pub sla: Option<SlaSpec>,
     /// Weights of the weighted rule (a model absent weighs 1).
     pub weights: BTreeMap<ModelKind, f64>,
-    /// The weighted rule's threshold.
-    pub weighted_threshold: f64,
+    /// The weighted rule's threshold; `None` = the one `train` chose on validation (in the
+    /// models' metadata), else [`DEFAULT_WEIGHTED_THRESHOLD`].
+    pub weighted_threshold: Option<f64>,
     /// Use the CSV's `sla_violated` column instead of re-deriving labels.
     pub use_csv_labels: bool,
 }
@@ -41,7 +42,7 @@ impl Default for EvalConfig {
             horizon: None,
             sla: None,
             weights: BTreeMap::new(),
-            weighted_threshold: 0.5,
+            weighted_threshold: None,
             use_csv_labels: false,
         }
     }
@@ -219,8 +220,15 @@ pub fn evaluate(
             weights_source = format!("validation ({})", ens.weights_source);
         }
     }
+    // Its threshold: as configured, else the one `train` chose on validation, else the
+    // voting crate's default.
+    let ens = ensembles.first().and_then(|e| e.as_ref());
+    let weighted_threshold = cfg
+        .weighted_threshold
+        .or(ens.map(|e| e.weighted_threshold))
+        .unwrap_or(autoscaler_voting::rules::DEFAULT_WEIGHTED_THRESHOLD);
     let horizon = horizon.unwrap_or(2);
-    let sla = sla.unwrap_or(SlaSpec::Global(250.0));
+    let sla = sla.unwrap_or(SlaSpec::Global(autoscaler_contract::DEFAULT_SLA_P95_MS));
     let records = &loaded.records;
     let labels = if cfg.use_csv_labels {
         records.iter().map(|r| r.csv_label).collect()
@@ -306,7 +314,7 @@ pub fn evaluate(
         for strategy in [Strategy::Majority, Strategy::Unanimous, Strategy::Weighted] {
             let mut vc = VotingConfig::new(strategy);
             vc.weights = weights.clone();
-            vc.weighted_threshold = cfg.weighted_threshold;
+            vc.weighted_threshold = weighted_threshold;
             let mut decisions = Vec::with_capacity(keep.len());
             let mut scores = Vec::with_capacity(keep.len());
             for row in 0..keep.len() {
@@ -337,7 +345,7 @@ pub fn evaluate(
             let threshold = match strategy {
                 Strategy::Majority => 0.5,
                 Strategy::Unanimous => 1.0 - 0.5 / models.len() as f64,
-                Strategy::Weighted => cfg.weighted_threshold,
+                Strategy::Weighted => weighted_threshold,
             };
             report.rules.push(EvalRow {
                 name: format!("vote: {strategy}"),

@@ -11,10 +11,10 @@ use crate::data::{Loaded, Record};
 use crate::labels::groups;
 use crate::TrainingError;
 
-/// Whether the default feature list includes the time of day. Off: on the peer's GKE runs, the
-/// held-out load pattern was recorded at other hours than the training ones, and the time of
-/// day then stands in for the pattern (measured in docs/learning.md); pass the
-/// `time_of_day_sin,time_of_day_cos` features explicitly where days repeat.
+/// Whether the default feature list includes the time of day. Off: in short recorded runs (the
+/// peer's GKE runs last about 17 minutes each, each load pattern at other hours) the time of day
+/// identifies the run rather than a daily cycle, and a model learns the pattern's hours; pass
+/// `time_of_day_sin,time_of_day_cos` in the feature list where days repeat.
 pub const DEFAULT_TIME_OF_DAY: bool = false;
 
 /// The default feature list for `loaded`: the ten contract features, the per-replica ones when

@@ -72,6 +72,16 @@ pub const DEFAULT_RECALL_DROP_ALARM: f64 = 0.15;
 pub const PSI_BINS: usize = 10;
 /// Minutes between two scheduled retrains (`--schedule`), by default.
 pub const DEFAULT_RETRAIN_INTERVAL_MIN: u64 = 60;
+/// Where the inference services write their prediction logs, by default.
+pub const DEFAULT_PREDICTIONS_DIR: &str = "output";
+/// Where `outcomes` writes `outcomes.csv` and `outcome_votes.csv`, by default.
+pub const DEFAULT_LEARNING_DIR: &str = "output/learning";
+/// The labelled rows `retrain` and `drift` read by default (what `outcomes` writes).
+pub const DEFAULT_OUTCOMES_CSV: &str = "output/learning/outcomes.csv";
+/// Where `retrain` writes its candidates (`<dir>/<created_at>/`), by default.
+pub const DEFAULT_CANDIDATES_DIR: &str = "output/candidates";
+/// Minutes between two drift checks of the scheduled loop (a drift alarm retrains at once).
+pub const DEFAULT_DRIFT_CHECK_MIN: u64 = 10;
 /// The model card's file name, beside the model directories.
 pub const CARD_FILE: &str = "card.json";
 /// Run name the outcome rows carry.
@@ -810,19 +820,14 @@ fn mean_f1(s: &[SliceScore]) -> f64 {
     s.iter().map(|s| s.metrics.f1).sum::<f64>() / s.len().max(1) as f64
 }
 
-/// Retrain: window, checks, candidate, scores of candidate and live on the recent slice,
-/// drift, shadow votes, decision (and promotion when `cfg.promote` and better). `progress` is
-/// told each step. The live models are never touched unless promoted.
-pub fn retrain(
-    cfg: &RetrainConfig,
-    progress: &mut dyn FnMut(&str),
-) -> Result<RetrainOutcome, TrainingError> {
-    progress("reading the window");
+/// The rolling window of `cfg`: its data's most recent `window_rows` rows in time order, their
+/// labels (the CSV's `sla_violated` when every row has one, as `outcomes.csv` does; else derived,
+/// future-only), and whether the CSV labels were used.
+fn load_window(cfg: &RetrainConfig) -> Result<(Loaded, Vec<Option<bool>>, bool), TrainingError> {
     let mut loaded = load_csvs(&cfg.data, BadRows::Skip)?;
     for b in &loaded.bad_rows {
         tracing::warn!(%b, "skipped a bad row");
     }
-    // The rolling window: the most recent `window_rows` rows.
     loaded
         .records
         .sort_by(|a, b| (a.timestamp, &a.service).cmp(&(b.timestamp, &b.service)));
@@ -837,6 +842,71 @@ pub fn retrain(
     } else {
         derive_labels(records, &cfg.sla, cfg.horizon)?
     };
+    Ok((loaded, labels, use_csv))
+}
+
+/// Each live model's recall on the recent slice and on its own validation split (from its
+/// metadata), for the recall-drop alarm.
+fn live_recalls(live_dir: &Path, live: &[SliceScore]) -> BTreeMap<String, (f64, f64)> {
+    let mut out = BTreeMap::new();
+    for s in live {
+        let val = read_metadata(s.model, live_dir)
+            .ok()
+            .and_then(|m| m.scores["validation"]["recall"].as_f64());
+        if let (Some(v), true) = (val, s.metrics.positives > 0) {
+            out.insert(s.model.to_string(), (s.metrics.recall, v));
+        }
+    }
+    out
+}
+
+/// The drift check on its own (`autoscaler drift`, and the scheduled loop between two
+/// retrains): the most recent `cfg.holdout_fraction` of the window against the live card's
+/// reference distributions, and the live models' recall there against their validation
+/// recall. Needs a live card (written when a candidate is promoted); nothing is trained or
+/// written.
+pub fn check_drift(cfg: &RetrainConfig) -> Result<DriftReport, TrainingError> {
+    let card_path = cfg.live_dir.join(CARD_FILE);
+    let bytes = std::fs::read(&card_path).map_err(|source| TrainingError::Io {
+        path: card_path.clone(),
+        source,
+    })?;
+    let card: ModelCard = serde_json::from_slice(&bytes).map_err(|e| TrainingError::Csv {
+        path: card_path.clone(),
+        reason: format!("not a model card: {e}"),
+    })?;
+    let (loaded, labels, _) = load_window(cfg)?;
+    let records = &loaded.records;
+    if records.is_empty() {
+        return Err(TrainingError::Config("no rows in the window".into()));
+    }
+    let n = records.len();
+    let cut = n - ((n as f64 * cfg.holdout_fraction).round() as usize).clamp(1, n);
+    let recent: Vec<usize> = (cut..n).collect();
+    let rows = feature_rows(records, &card.feature_names)?;
+    let recent_rows: Vec<Vec<f64>> = recent.iter().filter_map(|i| rows[*i].clone()).collect();
+    let live = score_dir(&cfg.live_dir, records, &labels, &recent)?;
+    let scores: Vec<SliceScore> = live.into_iter().map(|l| l.1).collect();
+    Ok(drift(
+        &card.reference,
+        &card.feature_names,
+        &recent_rows,
+        live_recalls(&cfg.live_dir, &scores),
+        cfg.psi_alarm,
+        cfg.recall_drop,
+    ))
+}
+
+/// Retrain: window, checks, candidate, scores of candidate and live on the recent slice,
+/// drift, shadow votes, decision (and promotion when `cfg.promote` and better). `progress` is
+/// told each step. The live models are never touched unless promoted.
+pub fn retrain(
+    cfg: &RetrainConfig,
+    progress: &mut dyn FnMut(&str),
+) -> Result<RetrainOutcome, TrainingError> {
+    progress("reading the window");
+    let (loaded, labels, use_csv) = load_window(cfg)?;
+    let records = &loaded.records;
     let labelled = labels.iter().filter(|l| l.is_some()).count();
     let positives = labels.iter().filter(|l| **l == Some(true)).count();
     if labelled < cfg.min_rows {
@@ -867,6 +937,7 @@ pub fn retrain(
         features: None,
         use_csv_labels: use_csv,
         created_at: cfg.created_at.clone(),
+        calibration: crate::train::DEFAULT_CALIBRATION,
     };
     let trained = train_candidates(&loaded, &tcfg, progress)?;
     if trained.test_index.is_empty() {
@@ -912,17 +983,13 @@ pub fn retrain(
         .as_ref()
         .map(|c| c.reference.clone())
         .unwrap_or_else(|| reference_here.clone());
-    let mut live_recall = BTreeMap::new();
-    if let Some(l) = &live {
-        for (_, s, _) in l {
-            let val = read_metadata(s.model, &cfg.live_dir)
-                .ok()
-                .and_then(|m| m.scores["validation"]["recall"].as_f64());
-            if let Some(v) = val {
-                live_recall.insert(s.model.to_string(), (s.metrics.recall, v));
-            }
+    let live_recall = match &live {
+        Some(l) => {
+            let scores: Vec<SliceScore> = l.iter().map(|c| c.1.clone()).collect();
+            live_recalls(&cfg.live_dir, &scores)
         }
-    }
+        None => BTreeMap::new(),
+    };
     let drift_report = drift(
         &reference,
         &names,

@@ -37,11 +37,13 @@ pub use features::{default_features, feature_rows, DEFAULT_TIME_OF_DAY};
 pub use labels::{derive_labels, groups, label_window_end, SlaSpec};
 pub use metrics::Metrics;
 pub use plot::write_plot;
-pub use split::{split, Split, SplitConfig, SplitKind};
+pub use split::{
+    split, Split, SplitConfig, SplitKind, DEFAULT_TEST_FRACTION, DEFAULT_VAL_FRACTION,
+};
 pub use train::{
     simulated_csv, train_candidates, train_models, CalibrationMethod, EnsembleSummary, Imputer,
-    ModelSummary, TrainConfig, TrainReport, Trained, DEFAULT_CALIBRATION, DEFAULT_TARGET_RECALL,
-    ENSEMBLE_KEY, RELIABILITY_BINS,
+    ModelSummary, TrainConfig, TrainReport, Trained, DEFAULT_CALIBRATION, DEFAULT_HORIZON,
+    DEFAULT_TARGET_RECALL, ENSEMBLE_KEY, RELIABILITY_BINS,
 };
 
 /// Everything that can go wrong.

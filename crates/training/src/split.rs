@@ -72,14 +72,19 @@ pub struct SplitConfig {
     pub seed: u64,
 }
 
+/// Default fraction for validation.
+pub const DEFAULT_VAL_FRACTION: f64 = 0.2;
+/// Default fraction for test.
+pub const DEFAULT_TEST_FRACTION: f64 = 0.2;
+
 impl Default for SplitConfig {
     fn default() -> Self {
         SplitConfig {
             kind: SplitKind::Time,
-            val_fraction: 0.2,
-            test_fraction: 0.2,
+            val_fraction: DEFAULT_VAL_FRACTION,
+            test_fraction: DEFAULT_TEST_FRACTION,
             test_groups: Vec::new(),
-            seed: 42,
+            seed: autoscaler_models::DEFAULT_SEED,
         }
     }
 }

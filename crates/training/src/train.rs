@@ -22,6 +22,8 @@ use crate::TrainingError;
 
 /// Recall the decision threshold aims for on the validation split, by default.
 pub const DEFAULT_TARGET_RECALL: f64 = 0.8;
+/// Default label horizon: a violation in any of the next 2 polls (never the current one).
+pub const DEFAULT_HORIZON: usize = 2;
 
 /// What to train, on what, how.
 #[derive(Debug, Clone)]
@@ -45,6 +47,8 @@ pub struct TrainConfig {
     pub use_csv_labels: bool,
     /// `created_at` written in the metadata (RFC 3339); fixed for reproducible artefacts.
     pub created_at: String,
+    /// How the probabilities are calibrated on the validation split.
+    pub calibration: CalibrationMethod,
 }
 
 /// Per-feature medians of the training split: what stands in for a missing value (random
@@ -197,6 +201,28 @@ pub enum CalibrationMethod {
     Platt,
     /// Isotonic regression.
     Isotonic,
+}
+
+impl std::fmt::Display for CalibrationMethod {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            CalibrationMethod::None => "none",
+            CalibrationMethod::Platt => "platt",
+            CalibrationMethod::Isotonic => "isotonic",
+        })
+    }
+}
+
+impl std::str::FromStr for CalibrationMethod {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "none" => Ok(CalibrationMethod::None),
+            "platt" => Ok(CalibrationMethod::Platt),
+            "isotonic" => Ok(CalibrationMethod::Isotonic),
+            o => Err(format!("unknown calibration `{o}` (none, platt, isotonic)")),
+        }
+    }
 }
 
 /// Label, split, train every model of `cfg.kinds`, calibrate on the validation split, choose
@@ -387,7 +413,7 @@ pub fn train_candidates(
         let raw_test = predict(&x_test)?;
         // Calibration on the validation split only.
         let (calibration, calibration_note) =
-            fit_calibration(DEFAULT_CALIBRATION, &raw_val, &y_val);
+            fit_calibration(cfg.calibration, &raw_val, &y_val);
         let cal = |p: &[f64]| -> Vec<f64> {
             match &calibration {
                 Some(c) => p.iter().map(|v| c.apply(*v)).collect(),

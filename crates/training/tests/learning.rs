@@ -62,6 +62,7 @@ fn train_cfg() -> TrainConfig {
         features: None,
         use_csv_labels: false,
         created_at: "2025-01-01T00:00:00Z".into(),
+        calibration: autoscaler_training::DEFAULT_CALIBRATION,
     }
 }
 

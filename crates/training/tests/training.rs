@@ -254,6 +254,7 @@ fn train_then_evaluate_round_trip_on_simulated_csv() {
         features: None,
         use_csv_labels: false,
         created_at: "2025-01-01T00:00:00Z".into(),
+        calibration: autoscaler_training::DEFAULT_CALIBRATION,
     };
     let mut steps = Vec::new();
     let report = train_models(&loaded, &cfg, &models, &mut |s: &str| {

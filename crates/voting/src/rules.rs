@@ -9,6 +9,10 @@ use serde::{Deserialize, Serialize};
 pub const DEFAULT_WEIGHTED_THRESHOLD: f64 = 0.5;
 /// Default bar on P(violation at one replica fewer) for a scale-down.
 pub const DEFAULT_SCALE_DOWN_MAX_PROBABILITY: f64 = 0.2;
+/// Default voting rule (the Sock Shop seed's).
+pub const DEFAULT_STRATEGY: Strategy = Strategy::Majority;
+/// Default quorum of the weighted rule: a majority of the three models.
+pub const DEFAULT_MIN_QUORUM: usize = ModelKind::ALL.len() / 2 + 1;
 
 /// One model's ballot as the rules see it.
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -35,6 +35,16 @@ use tokio_util::sync::CancellationToken;
 
 /// Default poll interval, seconds (as in the Sock Shop seed).
 pub const DEFAULT_POLL_INTERVAL_SECS: u64 = 30;
+/// Default metrics CSV of development mode (what `autoscaler train` reads back).
+pub const DEFAULT_CSV_PATH: &str = "output/sockshop_metrics.csv";
+/// Default hours of trace a replay runs.
+pub const DEFAULT_REPLAY_HOURS: f64 = 48.0;
+/// Default replicas each simulated service of a replay starts with.
+pub const DEFAULT_INITIAL_REPLICAS: u32 = 2;
+/// Default lock-step wait for a poll's decisions, seconds (longer than the decision window).
+pub const DEFAULT_DECISION_WAIT_SECS: u64 = 60;
+/// The services a replay simulates when none are named.
+pub const DEFAULT_REPLAY_SERVICES: [&str; 2] = ["front-end", "orders"];
 
 /// Where vectors go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -130,7 +140,7 @@ impl AggregatorConfig {
             poll_interval_secs: DEFAULT_POLL_INTERVAL_SECS,
             metrics_topic: METRICS_TOPIC.into(),
             decisions_topic: DECISIONS_TOPIC.into(),
-            csv_path: PathBuf::from("output/sockshop_metrics.csv"),
+            csv_path: PathBuf::from(DEFAULT_CSV_PATH),
             csv_in_production: false,
         }
     }

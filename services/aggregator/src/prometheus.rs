@@ -223,6 +223,9 @@ impl std::fmt::Debug for Discover {
     }
 }
 
+/// Default Prometheus base URL: a server on this machine.
+pub const DEFAULT_PROMETHEUS_URL: &str = "http://127.0.0.1:9090";
+
 /// How the Prometheus source runs.
 #[derive(Debug, Clone)]
 pub struct PrometheusSource {

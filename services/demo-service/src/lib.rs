@@ -69,6 +69,10 @@ pub const DEFAULT_SERVICE: &str = "front-end";
 pub const DEFAULT_WORK_MS: u64 = 5;
 /// Default number of workers (requests burning CPU at once).
 pub const DEFAULT_WORKERS: usize = 1;
+/// Default share of requests answered 500, percent.
+pub const DEFAULT_ERROR_PCT: f64 = 0.0;
+/// Default extra fixed latency per request, milliseconds.
+pub const DEFAULT_SLEEP_MS: u64 = 0;
 /// Default grace period for in-flight requests after shutdown is requested, in milliseconds.
 pub const DEFAULT_SHUTDOWN_GRACE_MS: u64 = 10_000;
 /// Upper bound of `work_ms` and `sleep_ms`, configured or per request: beyond it the histogram
@@ -107,8 +111,8 @@ impl Default for DemoServiceConfig {
             service: DEFAULT_SERVICE.to_owned(),
             work_ms: DEFAULT_WORK_MS,
             workers: DEFAULT_WORKERS,
-            error_pct: 0.0,
-            sleep_ms: 0,
+            error_pct: DEFAULT_ERROR_PCT,
+            sleep_ms: DEFAULT_SLEEP_MS,
             shutdown_grace_ms: DEFAULT_SHUTDOWN_GRACE_MS,
         }
     }

@@ -9,6 +9,13 @@
 //! A stale vector, or one missing a feature the model needs, gets an explicit **abstention** with
 //! the reason — never a guess, never a missing value read as 0. A message that does not decode or
 //! breaks the contract goes to `metrics.dlq` with the reason, and the service goes on.
+//!
+//! A model taking history features (lags, rolling statistics, time of day, service identity:
+//! [`autoscaler_models::history`]) gets them from the vectors this service has seen: a bounded
+//! [`History`] per service (the last [`autoscaler_models::history::HISTORY_LEN`] polls), built
+//! with the same rules and the same feature function as training and evaluation. Until a
+//! service's window holds [`autoscaler_models::history::MIN_HISTORY_POINTS`] polls, such a model
+//! abstains ("not enough history").
 #![deny(missing_docs)]
 
 use std::sync::Arc;
@@ -17,6 +24,9 @@ use std::time::Duration;
 use autoscaler_bus::{dead_letter, Bus, BusError, Outgoing};
 use autoscaler_contract::{
     decode, encode, FeatureVector, ModelKind, Vote, METRICS_TOPIC, SCHEMA_VERSION, VOTES_TOPIC,
+};
+use autoscaler_models::history::{
+    input_row_from_history, is_history_feature, History, HistoryPoint,
 };
 use autoscaler_models::{input_row, input_row_one_fewer, is_known_feature, Model};
 use tokio_util::sync::CancellationToken;
@@ -73,7 +83,7 @@ pub enum InferenceError {
         loaded: ModelKind,
     },
     /// The model takes inputs a feature vector cannot give.
-    #[error("model {version} takes features a feature vector does not have: {} (known: the ten contract features, rps_per_replica, cpu_per_replica_pct)", .unknown.join(", "))]
+    #[error("model {version} takes features a feature vector does not have: {} (known: the ten contract features, rps_per_replica, cpu_per_replica_pct, and the history features of autoscaler_models::history)", .unknown.join(", "))]
     FeatureMismatch {
         /// The model's version.
         version: String,
@@ -98,9 +108,17 @@ pub struct InferenceReport {
     pub reloads: u64,
 }
 
-/// The vote of `model` on `vector`. Pure: no I/O.
+/// The vote of `model` on `vector`, with no earlier poll of its service (a model taking lag or
+/// rolling features abstains). Pure: no I/O.
 pub fn vote_for(model: &dyn Model, vector: &FeatureVector) -> Vote {
+    vote_with_history(model, &[HistoryPoint::of_vector(vector)], vector)
+}
+
+/// The vote of `model` on `vector`, whose service's recent polls are `window` (oldest first,
+/// `vector`'s own point last, as [`History::push`] returns it). Pure: no I/O.
+pub fn vote_with_history(model: &dyn Model, window: &[HistoryPoint], vector: &FeatureVector) -> Vote {
     let names = model.feature_names();
+    let with_history = names.iter().any(|n| is_history_feature(n));
     let threshold = model.threshold();
     let mut vote = Vote {
         schema_version: SCHEMA_VERSION,
@@ -126,8 +144,15 @@ pub fn vote_for(model: &dyn Model, vector: &FeatureVector) -> Vote {
         ));
         return vote;
     }
-    let p = input_row(&vector.features, vector.replicas, names)
-        .and_then(|row| model.predict_proba(&row));
+    // The one feature function (the same as training's) when the model takes history.
+    let row_at = |replicas: Option<u32>| {
+        if with_history {
+            input_row_from_history(window, &vector.service, replicas, names)
+        } else {
+            input_row(&vector.features, replicas, names)
+        }
+    };
+    let p = row_at(vector.replicas).and_then(|row| model.predict_proba(&row));
     match p {
         Err(e) => vote.abstain_reason = Some(e.to_string()),
         Ok(p) => {
@@ -136,10 +161,18 @@ pub fn vote_for(model: &dyn Model, vector: &FeatureVector) -> Vote {
             vote.probability = Some(p);
             vote.confidence = Some(if up { p } else { 1.0 - p });
             // Not computable at one replica (or unknown): the scaler then never scales down.
-            vote.probability_one_fewer =
+            vote.probability_one_fewer = if with_history {
+                // Every per-replica feature (current and rolling) at one replica fewer.
+                vector
+                    .replicas
+                    .filter(|r| *r > 1)
+                    .and_then(|r| row_at(Some(r - 1)).ok())
+                    .and_then(|row| model.predict_proba(&row).ok())
+            } else {
                 input_row_one_fewer(&vector.features, vector.replicas, names)
                     .and_then(|row| model.predict_proba(&row))
-                    .ok();
+                    .ok()
+            };
         }
     }
     vote
@@ -193,6 +226,8 @@ pub async fn run_with_reload(
     check_model(&cfg, deps.model.as_ref())?;
     let mut sub = deps.bus.subscribe(&cfg.metrics_topic, &cfg.group).await?;
     let mut report = InferenceReport::default();
+    // The recent polls of each service (bounded), for models taking history features.
+    let mut history = History::default();
     tracing::info!(model = %cfg.model, version = deps.model.version(), group = %cfg.group,
         "inference started");
     loop {
@@ -236,7 +271,13 @@ pub async fn run_with_reload(
                         }
                     }
                 }
-                let vote = vote_for(deps.model.as_ref(), &vector);
+                // A stale vector's measurements are old: they never enter the history.
+                let vote = if vector.stale {
+                    vote_for(deps.model.as_ref(), &vector)
+                } else {
+                    let window = history.push(&vector.service, HistoryPoint::of_vector(&vector));
+                    vote_with_history(deps.model.as_ref(), window, &vector)
+                };
                 if let Some(reason) = &vote.abstain_reason {
                     report.abstentions += 1;
                     tracing::info!(vector = %vote.vector_id, model = %cfg.model, reason, "abstained");
@@ -399,6 +440,104 @@ mod tests {
         shutdown.cancel();
         let r = task.await.unwrap().unwrap();
         assert_eq!((r.votes, r.dead_letters), (1, 3));
+    }
+}
+
+#[cfg(test)]
+mod history_tests {
+    use super::*;
+    use autoscaler_bus::{MemoryBus, Overflow};
+    use autoscaler_contract::{Features, VectorId};
+    use autoscaler_models::ModelError;
+    use chrono::DateTime;
+
+    /// P(violation) = previous poll's p95 / 100; the per-replica rolling CPU rides along.
+    struct LagModel {
+        names: Vec<String>,
+    }
+
+    impl Model for LagModel {
+        fn kind(&self) -> ModelKind {
+            ModelKind::RandomForest
+        }
+        fn version(&self) -> &str {
+            "lag-1"
+        }
+        fn threshold(&self) -> f64 {
+            0.5
+        }
+        fn feature_names(&self) -> &[String] {
+            &self.names
+        }
+        fn predict_proba_batch(&self, rows: &[Vec<f64>]) -> Result<Vec<f64>, ModelError> {
+            Ok(rows
+                .iter()
+                .map(|r| (r[0] / 100.0 + r[1] / 1000.0).clamp(0.0, 1.0))
+                .collect())
+        }
+    }
+
+    fn vector(poll: u64, p95: f64) -> FeatureVector {
+        let t = DateTime::from_timestamp(1_720_000_000 + poll as i64 * 30, 0).unwrap();
+        FeatureVector {
+            schema_version: SCHEMA_VERSION,
+            vector_id: VectorId::new("orders", poll, t),
+            timestamp: t,
+            metric_time: t,
+            service: "orders".into(),
+            poll,
+            replicas: Some(2),
+            stale: false,
+            stale_reason: None,
+            features: Features {
+                p95_latency_ms: Some(p95),
+                cpu_usage_pct: Some(100.0),
+                ..Features::default()
+            },
+        }
+    }
+
+    #[tokio::test]
+    async fn history_features_come_from_the_vectors_seen_and_abstain_before_enough() {
+        let bus = MemoryBus::new(16, Overflow::Block);
+        let mut votes = bus.subscribe(VOTES_TOPIC, "t").await.unwrap();
+        let mut cfg = InferenceConfig::new(ModelKind::RandomForest);
+        cfg.max_skew_secs = None;
+        let model = LagModel {
+            names: vec!["p95_latency_ms_lag1".into(), "cpu_per_replica_roll_mean".into()],
+        };
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(run(
+            cfg,
+            InferenceDeps {
+                bus: Arc::new(bus.clone()),
+                model: Arc::new(model),
+            },
+            shutdown.clone(),
+        ));
+        for (poll, p95) in [(1, 10.0), (2, 20.0), (3, 30.0)] {
+            bus.publish(Outgoing::new(METRICS_TOPIC, "orders", encode(&vector(poll, p95))))
+                .await
+                .unwrap();
+        }
+        let mut got = Vec::new();
+        for _ in 0..3 {
+            let v: Vote = decode(&votes.recv().await.unwrap().unwrap().payload).unwrap();
+            got.push(v);
+        }
+        assert!(
+            got[0].abstain_reason.as_deref().unwrap().contains("not enough history"),
+            "{:?}",
+            got[0]
+        );
+        // Lag 1 of the second poll is the first's p95 (10); CPU 100 over 2 replicas = 50.
+        assert!((got[1].probability.unwrap() - (0.10 + 0.05)).abs() < 1e-12);
+        assert!((got[2].probability.unwrap() - (0.20 + 0.05)).abs() < 1e-12);
+        // One replica fewer: the rolling per-replica CPU doubles, the lag does not move.
+        assert!((got[2].probability_one_fewer.unwrap() - (0.20 + 0.10)).abs() < 1e-12);
+        shutdown.cancel();
+        let r = task.await.unwrap().unwrap();
+        assert_eq!((r.votes, r.abstentions), (3, 1));
     }
 }
 

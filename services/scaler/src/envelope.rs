@@ -35,6 +35,13 @@ pub const DEFAULT_COOLDOWN_DOWN_SECS: u64 = 240;
 /// Default scale-down stabilization window, seconds (Kubernetes HPA's default).
 pub const DEFAULT_STABILIZATION_SECS: u64 = 300;
 
+/// Default fewest replicas of a managed service.
+pub const DEFAULT_MIN_REPLICAS: u32 = 1;
+/// Default most replicas of a managed service.
+pub const DEFAULT_MAX_REPLICAS: u32 = 10;
+/// Default most replicas added per decision.
+pub const DEFAULT_MAX_STEP: u32 = 1;
+
 /// Bounds and timings of the envelope.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -56,12 +63,12 @@ pub struct EnvelopeConfig {
 impl Default for EnvelopeConfig {
     fn default() -> Self {
         EnvelopeConfig {
-            min_replicas: 1,
-            max_replicas: 10,
+            min_replicas: DEFAULT_MIN_REPLICAS,
+            max_replicas: DEFAULT_MAX_REPLICAS,
             cooldown_up_secs: DEFAULT_COOLDOWN_UP_SECS,
             cooldown_down_secs: DEFAULT_COOLDOWN_DOWN_SECS,
             stabilization_secs: DEFAULT_STABILIZATION_SECS,
-            max_step: 1,
+            max_step: DEFAULT_MAX_STEP,
         }
     }
 }

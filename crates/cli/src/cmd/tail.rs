@@ -11,8 +11,35 @@ use std::time::Duration;
 use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 
-use crate::args::{BusKind, TailArgs};
-use crate::pipeline::ConfigError;
+use clap::Args;
+
+use crate::bus::{kafka_config, BusArgs, BusKind};
+use crate::exit::ConfigError;
+
+/// `autoscaler tail`.
+#[derive(Debug, Clone, Args)]
+pub struct TailArgs {
+    /// The topic, e.g. `scaling-decisions`, `metrics`, `model-votes.dlq`.
+    pub topic: String,
+    /// Start at the beginning of the topic instead of its end.
+    #[arg(long)]
+    pub from_beginning: bool,
+    /// Stop after this many messages.
+    #[arg(long)]
+    pub max: Option<u64>,
+    /// Stop when no message arrives for this many seconds (0: wait forever).
+    #[arg(long = "idle-exit-sec", default_value_t = WAIT_FOREVER)]
+    pub idle_exit_sec: u64,
+    /// Wrap each message with its partition, offset, key and headers.
+    #[arg(long)]
+    pub with_meta: bool,
+    /// The bus (Kafka).
+    #[command(flatten)]
+    pub bus: BusArgs,
+}
+
+/// `--idle-exit-sec 0`: no idle limit.
+pub const WAIT_FOREVER: u64 = 0;
 
 /// One line of output for a delivery.
 pub fn line(d: &autoscaler_bus::Delivery, with_meta: bool) -> String {
@@ -37,15 +64,14 @@ pub fn line(d: &autoscaler_bus::Delivery, with_meta: bool) -> String {
 /// Run the reader until `--max` messages, `--idle-exit-sec` of silence, or a signal.
 pub async fn run(a: TailArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
     if a.bus.bus != BusKind::Kafka {
-        return Err(ConfigError(vec![
-            "tail reads from Kafka: set --bus kafka (BUS=kafka) and KAFKA_BOOTSTRAP_SERVERS".into(),
-        ])
+        return Err(ConfigError::one(
+            "tail reads from Kafka: set --bus kafka (BUS=kafka) and KAFKA_BOOTSTRAP_SERVERS",
+        )
         .into());
     }
-    let bus = autoscaler_bus::kafka::KafkaBus::new(crate::pipeline::kafka_config(&a.bus))
-        .context("Kafka client")?;
+    let bus = autoscaler_bus::kafka::KafkaBus::new(kafka_config(&a.bus)).context("Kafka client")?;
     let mut sub = bus.reader(&a.topic, a.from_beginning)?;
-    let idle = (a.idle_exit_sec > 0).then(|| Duration::from_secs(a.idle_exit_sec));
+    let idle = (a.idle_exit_sec != WAIT_FOREVER).then(|| Duration::from_secs(a.idle_exit_sec));
     let mut n = 0u64;
     let stdout = std::io::stdout();
     while a.max.is_none_or(|m| n < m) {

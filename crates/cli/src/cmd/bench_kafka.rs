@@ -17,26 +17,36 @@ use autoscaler_contract::{
 use clap::Args;
 use tokio_util::sync::CancellationToken;
 
-use crate::args::BusArgs;
+use crate::bus::{kafka_bus, BusArgs};
 
 /// `autoscaler bench-kafka`.
 #[derive(Debug, Clone, Args)]
 pub struct BenchKafkaArgs {
     /// Vectors to publish.
-    #[arg(long, default_value_t = 2000)]
+    #[arg(long, default_value_t = DEFAULT_VECTORS)]
     pub vectors: usize,
     /// Services the vectors are spread over (keys, hence partitions).
-    #[arg(long, default_value_t = 6)]
+    #[arg(long, default_value_t = DEFAULT_SERVICES)]
     pub services: usize,
     /// Vectors per second (0: as fast as the broker acknowledges).
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = AS_FAST_AS_ACKNOWLEDGED)]
     pub rate: f64,
     /// Give up waiting for decisions after this many seconds of silence.
-    #[arg(long, default_value_t = 30)]
+    #[arg(long, default_value_t = DEFAULT_IDLE_SECS)]
     pub idle_sec: u64,
+    /// The bus (Kafka).
     #[command(flatten)]
     pub bus: BusArgs,
 }
+
+/// Default vectors a benchmark publishes.
+pub const DEFAULT_VECTORS: usize = 2000;
+/// Default services (message keys) the vectors are spread over.
+pub const DEFAULT_SERVICES: usize = 6;
+/// `--rate 0`: publish as fast as the broker acknowledges.
+pub const AS_FAST_AS_ACKNOWLEDGED: f64 = 0.0;
+/// Default seconds of silence after which the benchmark stops waiting for decisions.
+pub const DEFAULT_IDLE_SECS: u64 = 30;
 
 fn vector(service: &str, poll: u64, i: usize) -> FeatureVector {
     let now = chrono::Utc::now();
@@ -76,7 +86,7 @@ fn pct(sorted: &[Duration], p: f64) -> Duration {
 
 /// Run the benchmark and print the table.
 pub async fn run(a: BenchKafkaArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let bus = crate::pipeline::kafka_bus(&a.bus).await?;
+    let bus = kafka_bus(&a.bus).await?;
     // From the beginning: the script gives each run fresh topics, and a reader that joins its
     // group after the first decisions must still see them.
     let mut decisions = bus.reader(&a.bus.decisions_topic, true)?;
@@ -114,7 +124,7 @@ pub async fn run(a: BenchKafkaArgs, shutdown: CancellationToken) -> anyhow::Resu
             bus.publish(Outgoing::new(&a.bus.metrics_topic, service, encode(&v)))
                 .await
                 .context("publishing a vector")?;
-            if a.rate > 0.0 {
+            if a.rate > AS_FAST_AS_ACKNOWLEDGED {
                 let due = start + Duration::from_secs_f64((i + 1) as f64 / a.rate);
                 tokio::time::sleep_until(due.into()).await;
             }

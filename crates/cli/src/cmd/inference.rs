@@ -1,0 +1,51 @@
+//! `autoscaler inference`: one model, one vote per feature vector; reloads the model on SIGHUP
+//! or when its files change.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use autoscaler_contract::ModelKind;
+use autoscaler_inference::{InferenceConfig, InferenceDeps, DEFAULT_MAX_SKEW_SECS};
+use clap::Args;
+use tokio_util::sync::CancellationToken;
+
+use crate::bus::{standalone_bus, BusArgs};
+use crate::opts::models::ModelsOpts;
+use crate::opts::parse::parse_model;
+use crate::reload;
+
+/// `autoscaler inference`.
+#[derive(Debug, Clone, Args)]
+pub struct InferenceArgs {
+    /// The model this process runs.
+    #[arg(long, env = "MODEL", value_parser = parse_model)]
+    pub model: ModelKind,
+    /// Where the model is.
+    #[command(flatten)]
+    pub models: ModelsOpts,
+    /// Dead-letter vectors older than this (seconds); 0 disables the check.
+    #[arg(long = "max-skew-sec", env = "MAX_SKEW_SEC", default_value_t = DEFAULT_MAX_SKEW_SECS)]
+    pub max_skew_sec: u64,
+    /// The bus.
+    #[command(flatten)]
+    pub bus: BusArgs,
+}
+
+/// Run the inference service until `shutdown`.
+pub async fn run(a: InferenceArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let model = autoscaler_models::load(a.model, &a.models.models_dir)
+        .with_context(|| format!("loading {}", a.model))?;
+    let bus = standalone_bus(&a.bus, true).await?;
+    let mut cfg = InferenceConfig::new(a.model);
+    cfg.metrics_topic = a.bus.metrics_topic.clone();
+    cfg.votes_topic = a.bus.votes_topic.clone();
+    cfg.max_skew_secs = (a.max_skew_sec > 0).then_some(a.max_skew_sec);
+    let deps = InferenceDeps {
+        bus,
+        model: Arc::from(model),
+    };
+    // Reload on SIGHUP or when the artefact changes; no vector is lost in the swap.
+    let models = reload::watch_models(a.model, a.models.models_dir.clone(), deps.model.clone())?;
+    autoscaler_inference::run_with_reload(cfg, deps, models, shutdown).await?;
+    Ok(())
+}

@@ -1,0 +1,106 @@
+//! The embedded pipeline called as a library: no process spawned.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use autoscaler_cli::embedded::{run_embedded, Embedded};
+use autoscaler_cli::opts::aggregator::AggregatorOpts;
+use autoscaler_cli::opts::models::{load_models, ModelsOpts};
+use autoscaler_cli::opts::scaler::ScalerOpts;
+use autoscaler_cli::pipeline::{self, Pipeline};
+use autoscaler_contract::Decision;
+use tokio_util::sync::CancellationToken;
+
+fn decisions(path: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// 6 h of the NASA replay, seed 11, default models trained into a fresh directory.
+fn six_hours(models_dir: PathBuf) -> Pipeline {
+    let aggregator = AggregatorOpts {
+        duration_hours: 6.0,
+        seed: 11,
+        ..AggregatorOpts::default()
+    };
+    Pipeline::from_opts(
+        &aggregator,
+        &ModelsOpts { models_dir },
+        &ScalerOpts::default(),
+    )
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_pipeline_decides_every_vector_once_with_three_votes() {
+    let dir = tempfile::tempdir().unwrap();
+    let jsonl = dir.path().join("d.jsonl");
+    // Once through `run`'s body, writing the decisions as JSON lines …
+    let mut p = six_hours(dir.path().join("models"));
+    p.decisions_jsonl = Some(jsonl.clone());
+    pipeline::run(p.clone(), CancellationToken::new())
+        .await
+        .unwrap();
+    // … and once through the embedded pipeline itself, observing them.
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let seen2 = seen.clone();
+    let report = run_embedded(
+        Embedded {
+            aggregator: p.aggregator.clone(),
+            scaler: p.scaler.clone(),
+            models: load_models(&p.models_dir, p.sla_p95_ms, p.seed).unwrap(),
+            initial_replicas: p.initial_replicas,
+            bus_capacity: autoscaler_bus::DEFAULT_MEMORY_CAPACITY,
+        },
+        Box::new(move |d: &Decision| {
+            seen2
+                .lock()
+                .unwrap()
+                .push(serde_json::from_slice(&autoscaler_contract::encode(d)).unwrap())
+        }),
+        None,
+        CancellationToken::new(),
+    )
+    .await
+    .unwrap();
+    let runs = [decisions(&jsonl), seen.lock().unwrap().clone()];
+    let d = &runs[0];
+    // 6 h of 30 s polls, two services.
+    assert_eq!(d.len(), 2 * 720);
+    assert_eq!(report.aggregator.vectors, 2 * 720);
+    assert_eq!(report.scaler.decisions, 2 * 720);
+    let ids: std::collections::HashSet<&str> =
+        d.iter().map(|x| x["vector_id"].as_str().unwrap()).collect();
+    assert_eq!(ids.len(), d.len(), "no vector decided twice");
+    for x in d {
+        assert_eq!(x["total_votes"], 3, "{x}");
+        assert_eq!(x["votes"].as_array().unwrap().len(), 3);
+        assert_eq!(x["missing_models"].as_array().unwrap().len(), 0);
+        assert_eq!(x["schema_version"], 1);
+        let (from, to) = (
+            x["from_replicas"].as_u64().unwrap(),
+            x["to_replicas"].as_u64().unwrap(),
+        );
+        assert!((1..=10).contains(&to), "within the envelope: {x}");
+        assert!(to.abs_diff(from) <= 1, "one step at a time: {x}");
+    }
+    assert!(
+        d.iter()
+            .any(|x| x["decision"] == "SCALE_UP" && x["acted"] == true),
+        "the afternoon peak needs more replicas than the 2 it starts with"
+    );
+    // Same seed, same decisions (wall-clock timestamps aside).
+    let strip = |v: &Vec<serde_json::Value>| -> Vec<serde_json::Value> {
+        v.iter()
+            .map(|x| {
+                let mut x = x.clone();
+                x.as_object_mut().unwrap().remove("timestamp");
+                x
+            })
+            .collect()
+    };
+    assert_eq!(strip(&runs[0]), strip(&runs[1]));
+}
