@@ -82,7 +82,11 @@ fn train_then_evaluate_writes_artefacts_table_json_and_plot() {
             .map(|v| v.as_str().unwrap())
             .collect();
         // Contract, per-replica, lags and rolling statistics by default.
-        for f in ["cpu_per_replica_pct", "p95_latency_ms_lag5", "request_rate_rps_roll_slope"] {
+        for f in [
+            "cpu_per_replica_pct",
+            "p95_latency_ms_lag5",
+            "request_rate_rps_roll_slope",
+        ] {
             assert!(names.contains(&f), "{f} in {names:?}");
         }
         assert!(meta["scores"]["calibration"]["method"].is_string());

@@ -412,8 +412,7 @@ pub fn train_candidates(
         let raw_val = predict(&x_val)?;
         let raw_test = predict(&x_test)?;
         // Calibration on the validation split only.
-        let (calibration, calibration_note) =
-            fit_calibration(cfg.calibration, &raw_val, &y_val);
+        let (calibration, calibration_note) = fit_calibration(cfg.calibration, &raw_val, &y_val);
         let cal = |p: &[f64]| -> Vec<f64> {
             match &calibration {
                 Some(c) => p.iter().map(|v| c.apply(*v)).collect(),

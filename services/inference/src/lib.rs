@@ -116,7 +116,11 @@ pub fn vote_for(model: &dyn Model, vector: &FeatureVector) -> Vote {
 
 /// The vote of `model` on `vector`, whose service's recent polls are `window` (oldest first,
 /// `vector`'s own point last, as [`History::push`] returns it). Pure: no I/O.
-pub fn vote_with_history(model: &dyn Model, window: &[HistoryPoint], vector: &FeatureVector) -> Vote {
+pub fn vote_with_history(
+    model: &dyn Model,
+    window: &[HistoryPoint],
+    vector: &FeatureVector,
+) -> Vote {
     let names = model.feature_names();
     let with_history = names.iter().any(|n| is_history_feature(n));
     let threshold = model.threshold();
@@ -504,7 +508,10 @@ mod history_tests {
         let mut cfg = InferenceConfig::new(ModelKind::RandomForest);
         cfg.max_skew_secs = None;
         let model = LagModel {
-            names: vec!["p95_latency_ms_lag1".into(), "cpu_per_replica_roll_mean".into()],
+            names: vec![
+                "p95_latency_ms_lag1".into(),
+                "cpu_per_replica_roll_mean".into(),
+            ],
         };
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(run(
@@ -516,9 +523,13 @@ mod history_tests {
             shutdown.clone(),
         ));
         for (poll, p95) in [(1, 10.0), (2, 20.0), (3, 30.0)] {
-            bus.publish(Outgoing::new(METRICS_TOPIC, "orders", encode(&vector(poll, p95))))
-                .await
-                .unwrap();
+            bus.publish(Outgoing::new(
+                METRICS_TOPIC,
+                "orders",
+                encode(&vector(poll, p95)),
+            ))
+            .await
+            .unwrap();
         }
         let mut got = Vec::new();
         for _ in 0..3 {
@@ -526,7 +537,11 @@ mod history_tests {
             got.push(v);
         }
         assert!(
-            got[0].abstain_reason.as_deref().unwrap().contains("not enough history"),
+            got[0]
+                .abstain_reason
+                .as_deref()
+                .unwrap()
+                .contains("not enough history"),
             "{:?}",
             got[0]
         );

@@ -22,10 +22,9 @@ pub struct DriftArgs {
 /// Check, print, and fail on an alarm.
 pub async fn run(a: DriftArgs, _shutdown: CancellationToken) -> anyhow::Result<()> {
     let cfg = a.window.config(None, chrono::Utc::now().to_rfc3339())?;
-    let report = tokio::task::spawn_blocking(move || {
-        autoscaler_training::learning::check_drift(&cfg)
-    })
-    .await??;
+    let report =
+        tokio::task::spawn_blocking(move || autoscaler_training::learning::check_drift(&cfg))
+            .await??;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {

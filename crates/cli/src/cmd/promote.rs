@@ -28,10 +28,6 @@ pub async fn run(a: PromoteArgs, _shutdown: CancellationToken) -> anyhow::Result
     if card.exists() {
         std::fs::copy(&card, a.live.join(CARD_FILE))?;
     }
-    println!(
-        "promoted {} to {}",
-        a.candidate.display(),
-        a.live.display()
-    );
+    println!("promoted {} to {}", a.candidate.display(), a.live.display());
     Ok(())
 }

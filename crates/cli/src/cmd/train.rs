@@ -10,8 +10,8 @@ use autoscaler_models::{
 };
 use autoscaler_training::{
     train_models, CalibrationMethod, SlaSpec, SplitConfig, SplitKind, TrainConfig,
-    DEFAULT_CALIBRATION, DEFAULT_HORIZON,
-    DEFAULT_TARGET_RECALL, DEFAULT_TEST_FRACTION, DEFAULT_VAL_FRACTION,
+    DEFAULT_CALIBRATION, DEFAULT_HORIZON, DEFAULT_TARGET_RECALL, DEFAULT_TEST_FRACTION,
+    DEFAULT_VAL_FRACTION,
 };
 use clap::Args;
 use tokio_util::sync::CancellationToken;
@@ -203,8 +203,16 @@ pub async fn run(a: TrainArgs, _shutdown: CancellationToken) -> anyhow::Result<(
                 opt(t.brier)
             );
         }
-        let w: Vec<String> = e.weights.iter().map(|(k, w)| format!("{k}={w:.3}")).collect();
-        println!("weighted rule: weights {} ({})", w.join(","), e.weights_source);
+        let w: Vec<String> = e
+            .weights
+            .iter()
+            .map(|(k, w)| format!("{k}={w:.3}"))
+            .collect();
+        println!(
+            "weighted rule: weights {} ({})",
+            w.join(","),
+            e.weights_source
+        );
     }
     if report.without_history > 0 {
         println!(
