@@ -25,7 +25,9 @@ ldconfig -p | grep -qE 'libclang(-[0-9.]+)?\.so ' || need+=(libclang-dev)
 # pkg-config) and zlib; librdkafka's sources include curl's headers even unused.
 command -v cmake >/dev/null || need+=(cmake)
 command -v pkg-config >/dev/null || need+=(pkg-config)
-for p in libssl-dev zlib1g-dev libcurl4-openssl-dev; do
+# coinor-libcbc-dev: CBC, the second MILP solver crates/planner's tests cross-check microlp with
+# (good_lp's coin_cbc links the prebuilt Debian library; nothing is compiled from C++ source).
+for p in libssl-dev zlib1g-dev libcurl4-openssl-dev coinor-libcbc-dev; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || need+=("$p")
 done
 if [ ${#need[@]} -gt 0 ]; then
@@ -60,6 +62,9 @@ fi
 
 # XGBoost's shared library (PyPI wheel xgboost-cpu, pinned) into /usr/local/lib.
 $SUDO bash scripts/install-xgboost.sh
+
+# statsmodels (PyPI, pinned) in a venv for crates/forecast's SARIMAX reference test.
+bash scripts/statsmodels-venv.sh >/dev/null
 
 # rustfmt and clippy for the checks.
 if command -v rustup >/dev/null; then

@@ -39,7 +39,12 @@ else
 fi
 
 echo "== cargo test"
-cargo test --workspace --all-targets
+# Tests that need real infrastructure (Kafka, Prometheus, a Swarm) are `#[ignore = "needs …"]`,
+# so a bare `cargo test` lists them as ignored; here they run, and under CI a missing service
+# fails them.
+# The long fuzz runs are ignored too (`scripts/fuzz.sh` runs them with a million cases each);
+# here they run with FUZZ_CASES cases, enough to exercise every decoder, not to take an hour.
+FUZZ_CASES="${FUZZ_CASES:-5000}" cargo test --workspace --all-targets -- --include-ignored
 
 echo "== load-testing: shape tests and a Locust smoke run against the demo service"
 python3 -m unittest discover -s load-testing -p 'test_*.py'
@@ -76,3 +81,7 @@ check "same seed, same summary" "diff <(sed -n '/^SUMMARY/,\$p' '$out1') <(sed -
 sed -n '/^SUMMARY/,$p' "$out1"
 echo "demo checks: ${passed} passed, ${failed} failed"
 [ "$failed" -eq 0 ]
+
+echo "== deployment: docker-compose.ml.yml validated, images built here, the Swarm stack under load, development mode, stop-all"
+# Cold (no cached images): see scripts/compose-test.sh's header for the measured cost.
+bash scripts/compose-test.sh

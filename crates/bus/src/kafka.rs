@@ -1,8 +1,22 @@
 //! The bus over Kafka (`rdkafka`), at least once.
 //!
 //! * **Producing**: [`Bus::publish`] returns when the broker has acknowledged the message
-//!   (`acks=all`, idempotent producer). [`Bus::flush`] waits for everything queued — dropping an
-//!   rdkafka producer would discard it.
+//!   (`acks=all`, idempotent producer, no linger: a caller waits on it).
+//!   [`Bus::publish_pipelined`] returns once the message is queued in a second, pipelined
+//!   producer (bounded queue of [`PIPELINE_MAX_MESSAGES`], `linger.ms` [`PIPELINE_LINGER_MS`]);
+//!   its acknowledgement is collected by the producer's delivery callback as it comes. A full
+//!   queue makes the caller wait (back-pressure, counted in [`PipelineStats::queue_full_waits`]);
+//!   a message the broker never acknowledged (after librdkafka's own retries, within
+//!   `message.timeout.ms`) is sent again after [`PIPELINE_RETRY_DELAY`], counted, never
+//!   dropped. [`Bus::flush`] waits for both producers — dropping an rdkafka producer would
+//!   discard what it holds.
+//! * **Pipelined acknowledgements and offsets**: every pipelined message gets a sequence number;
+//!   the *delivered watermark* is the number below which every message is acknowledged. An
+//!   [`Subscription::ack`] notes the sequence number reached at that moment and stores its
+//!   offset only once the watermark passes it — so an input's offset is stored only after every
+//!   output it caused (and anything queued before) is on the broker, in order, however the
+//!   acknowledgements arrive. Deferred stores are applied as the watermark moves (also while
+//!   the subscription waits for messages) and on close.
 //! * **Consuming**: `enable.auto.offset.store=false`. A delivery's offset is stored only when the
 //!   service calls [`Subscription::ack`] — after the output it caused was acknowledged — and
 //!   offsets are stored as a *low watermark* per partition: acknowledging message 7 while 5 is
@@ -27,6 +41,10 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, Weak};
+
 use async_trait::async_trait;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::{ClientContext, DefaultClientContext};
@@ -35,10 +53,13 @@ use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
 };
 use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
-use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::message::{DeliveryResult, Header, Headers, Message, OwnedHeaders, OwnedMessage};
+use rdkafka::producer::{
+    BaseRecord, FutureProducer, FutureRecord, Producer, ProducerContext, ThreadedProducer,
+};
 use rdkafka::util::Timeout;
 use rdkafka::{Offset, TopicPartitionList};
+use tokio::sync::watch;
 
 use crate::{Bus, BusError, Delivery, Outgoing, Subscription};
 
@@ -52,8 +73,9 @@ pub const DEFAULT_PARTITIONS: i32 = 3;
 /// Default replication factor of the topics created at start-up.
 pub const DEFAULT_REPLICATION: i32 = 1;
 
-/// How to reach the cluster.
-#[derive(Debug, Clone, PartialEq)]
+/// How to reach the cluster. Its `Debug` shows property names, never their values (they may be
+/// passwords: `sasl.password`, `ssl.key.password`, …).
+#[derive(Clone, PartialEq)]
 pub struct KafkaConfig {
     /// `host:port[,host:port…]`.
     pub bootstrap_servers: String,
@@ -90,6 +112,226 @@ pub struct KafkaConfig {
     /// * on Apache Kafka the commits of a consumer that never joins are accepted only while the
     ///   group has no joined members — never name a group here that other consumers join.
     pub exclusive_groups: BTreeSet<String>,
+}
+
+/// Messages the pipelined producer holds (queued or in flight) before a publish waits
+/// (`queue.buffering.max.messages`).
+pub const PIPELINE_MAX_MESSAGES: usize = 20_000;
+/// How long the pipelined producer waits to fill a batch (`linger.ms`).
+pub const PIPELINE_LINGER_MS: u32 = 2;
+/// How long a publish waits before trying a full queue again.
+pub const PIPELINE_QUEUE_FULL_WAIT: Duration = Duration::from_millis(2);
+/// How long a message the broker did not acknowledge waits before it is sent again.
+pub const PIPELINE_RETRY_DELAY: Duration = Duration::from_secs(1);
+
+/// Counters of the pipelined producer ([`KafkaBus::pipeline_stats`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PipelineStats {
+    /// Messages queued by [`Bus::publish_pipelined`].
+    pub queued: u64,
+    /// Of which acknowledged by the broker.
+    pub delivered: u64,
+    /// Times a publish found the queue full and waited (back-pressure).
+    pub queue_full_waits: u64,
+    /// Deliveries that failed and were sent again.
+    pub redelivered: u64,
+    /// Every message below this sequence number is acknowledged.
+    pub watermark: u64,
+}
+
+/// The delivered watermark: every sequence number below `low` is acknowledged; `above` holds
+/// the acknowledged ones past it.
+#[derive(Default)]
+struct Done {
+    low: u64,
+    above: BTreeSet<u64>,
+}
+
+/// State shared by the pipelined producer's delivery callback, the bus and its subscriptions.
+struct Pipeline {
+    next_seq: AtomicU64,
+    done: Mutex<Done>,
+    watermark: watch::Sender<u64>,
+    queue_full_waits: AtomicU64,
+    delivered: AtomicU64,
+    redelivered: AtomicU64,
+    retry: Mutex<Option<std::sync::mpsc::Sender<(u64, OwnedMessage)>>>,
+}
+
+impl Pipeline {
+    fn new() -> Self {
+        Pipeline {
+            next_seq: AtomicU64::new(0),
+            done: Mutex::new(Done::default()),
+            watermark: watch::Sender::new(0),
+            queue_full_waits: AtomicU64::new(0),
+            delivered: AtomicU64::new(0),
+            redelivered: AtomicU64::new(0),
+            retry: Mutex::new(None),
+        }
+    }
+
+    /// Sequence number of the next message queued: an ack made now waits for every one below.
+    fn reached(&self) -> u64 {
+        self.next_seq.load(Ordering::Acquire)
+    }
+
+    fn complete(&self, seq: u64) {
+        let mut done = self.done.lock().unwrap_or_else(|e| e.into_inner());
+        if seq != done.low {
+            done.above.insert(seq);
+            return;
+        }
+        done.low += 1;
+        while done.above.first() == Some(&done.low) {
+            done.above.pop_first();
+            done.low += 1;
+        }
+        let low = done.low;
+        drop(done);
+        self.watermark.send_replace(low);
+    }
+
+    fn stats(&self) -> PipelineStats {
+        PipelineStats {
+            queued: self.next_seq.load(Ordering::Acquire),
+            delivered: self.delivered.load(Ordering::Relaxed),
+            queue_full_waits: self.queue_full_waits.load(Ordering::Relaxed),
+            redelivered: self.redelivered.load(Ordering::Relaxed),
+            watermark: *self.watermark.borrow(),
+        }
+    }
+}
+
+/// The pipelined producer's context: acknowledgements move the watermark; failures go to the
+/// retry thread with their sequence number.
+struct PipelineContext {
+    pipeline: Arc<Pipeline>,
+}
+
+impl ClientContext for PipelineContext {}
+
+impl ProducerContext for PipelineContext {
+    type DeliveryOpaque = Box<u64>;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, seq: Box<u64>) {
+        match result {
+            Ok(_) => {
+                self.pipeline.delivered.fetch_add(1, Ordering::Relaxed);
+                self.pipeline.complete(*seq);
+            }
+            Err((e, msg)) => {
+                self.pipeline.redelivered.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(topic = msg.topic(), error = %e,
+                    "pipelined message not acknowledged; sending it again");
+                let retry = self
+                    .pipeline
+                    .retry
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner());
+                // No retry thread: the producer is being dropped (its queue purged); the
+                // watermark stays below this message, so no offset past its input is stored.
+                if let Some(tx) = retry.as_ref() {
+                    let _ = tx.send((*seq, msg.detach()));
+                }
+            }
+        }
+    }
+}
+
+type PipelinedProducer = ThreadedProducer<PipelineContext>;
+
+/// Send `msg` with sequence number `seq` on `producer`; `Err` gives back the error and whether
+/// the queue was full.
+fn send_pipelined(
+    producer: &PipelinedProducer,
+    seq: u64,
+    topic: &str,
+    key: &[u8],
+    payload: &[u8],
+    headers: Option<OwnedHeaders>,
+) -> Result<(), (KafkaError, Option<OwnedHeaders>)> {
+    let mut record = BaseRecord::with_opaque_to(topic, Box::new(seq))
+        .key(key)
+        .payload(payload);
+    if let Some(h) = headers {
+        record = record.headers(h);
+    }
+    producer
+        .send(record)
+        .map_err(|(e, record)| (e, record.headers))
+}
+
+fn queue_full(e: &KafkaError) -> bool {
+    matches!(
+        e,
+        KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull)
+    )
+}
+
+/// The retry thread: sends failed messages again, after [`PIPELINE_RETRY_DELAY`], with their
+/// sequence number; ends when the producer is gone.
+fn retry_loop(
+    producer: Weak<PipelinedProducer>,
+    rx: std::sync::mpsc::Receiver<(u64, OwnedMessage)>,
+) {
+    while let Ok((seq, msg)) = rx.recv() {
+        std::thread::sleep(PIPELINE_RETRY_DELAY);
+        let mut headers = msg.headers().map(|h| {
+            let mut out = OwnedHeaders::new_with_capacity(h.count());
+            for x in h.iter() {
+                out = out.insert(Header {
+                    key: x.key,
+                    value: x.value,
+                });
+            }
+            out
+        });
+        loop {
+            let Some(p) = producer.upgrade() else { return };
+            match send_pipelined(
+                &p,
+                seq,
+                msg.topic(),
+                msg.key().unwrap_or_default(),
+                msg.payload().unwrap_or_default(),
+                headers.take(),
+            ) {
+                Ok(()) => break,
+                Err((e, h)) if queue_full(&e) => {
+                    headers = h;
+                    drop(p);
+                    std::thread::sleep(PIPELINE_QUEUE_FULL_WAIT);
+                }
+                Err((e, h)) => {
+                    tracing::warn!(topic = msg.topic(), error = %e,
+                        "sending a pipelined message again failed; retrying");
+                    headers = h;
+                    drop(p);
+                    std::thread::sleep(PIPELINE_RETRY_DELAY);
+                }
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for KafkaConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let props: Vec<String> = self
+            .properties
+            .keys()
+            .map(|k| format!("{k}=<redacted>"))
+            .collect();
+        f.debug_struct("KafkaConfig")
+            .field("bootstrap_servers", &self.bootstrap_servers)
+            .field("properties", &props)
+            .field("partitions", &self.partitions)
+            .field("replication", &self.replication)
+            .field("group_prefix", &self.group_prefix)
+            .field("delivery_timeout", &self.delivery_timeout)
+            .field("exclusive_groups", &self.exclusive_groups)
+            .finish()
+    }
 }
 
 /// How often an exclusive subscription ([`KafkaConfig::exclusive_groups`]) looks for partitions
@@ -147,6 +389,13 @@ impl KafkaConfig {
 }
 
 fn classify(e: KafkaError) -> BusError {
+    // librdkafka's configuration errors quote the value (`Client config error: … sasl.password
+    // hunter2`): the value is left out, the property named.
+    if let KafkaError::ClientConfig(_, desc, key, _value) = &e {
+        return BusError::Fatal(format!(
+            "Kafka client configuration: {desc} (property `{key}`, value not shown)"
+        ));
+    }
     let code = e.rdkafka_error_code();
     let fatal = matches!(
         code,
@@ -170,26 +419,82 @@ fn classify(e: KafkaError) -> BusError {
     }
 }
 
-/// The Kafka bus: one producer shared by every publish, one consumer per subscription.
+/// `e` with every configured property value (3 bytes or more) cut out: librdkafka's messages
+/// may quote a value (a password among them).
+fn scrub(e: BusError, cfg: &KafkaConfig) -> BusError {
+    let clean = |mut m: String| {
+        for v in cfg.properties.values().filter(|v| v.len() >= 3) {
+            m = m.replace(v.as_str(), "<redacted>");
+        }
+        m
+    };
+    match e {
+        BusError::Fatal(m) => BusError::Fatal(clean(m)),
+        BusError::Transient(m) => BusError::Transient(clean(m)),
+        e => e,
+    }
+}
+
+/// The Kafka bus: one producer shared by every awaited publish, one pipelined producer, one
+/// consumer per subscription.
 pub struct KafkaBus {
     cfg: KafkaConfig,
     producer: FutureProducer,
+    pipelined: Arc<PipelinedProducer>,
+    pipeline: Arc<Pipeline>,
 }
 
 impl KafkaBus {
     /// Create the producer (it connects lazily; [`KafkaBus::ensure_topics`] checks the broker).
     pub fn new(cfg: KafkaConfig) -> Result<Self, BusError> {
-        let producer: FutureProducer = cfg
-            .client()
-            .set("acks", "all")
-            .set("enable.idempotence", "true")
-            .set(
+        let producer_config = |linger_ms: u32| {
+            let mut c = cfg.client();
+            c.set("acks", "all").set("enable.idempotence", "true").set(
                 "message.timeout.ms",
                 cfg.delivery_timeout.as_millis().to_string(),
-            )
+            );
+            if !cfg.properties.contains_key("linger.ms") {
+                c.set("linger.ms", linger_ms.to_string());
+            }
+            c
+        };
+        // Awaited publishes have nothing to batch with: no linger (librdkafka's default of 5 ms
+        // was added to every awaited publish).
+        let producer: FutureProducer = producer_config(0)
             .create()
-            .map_err(classify)?;
-        Ok(KafkaBus { cfg, producer })
+            .map_err(|e| scrub(classify(e), &cfg))?;
+        let pipeline = Arc::new(Pipeline::new());
+        let mut pc = producer_config(PIPELINE_LINGER_MS);
+        if !cfg.properties.contains_key("queue.buffering.max.messages") {
+            pc.set(
+                "queue.buffering.max.messages",
+                PIPELINE_MAX_MESSAGES.to_string(),
+            );
+        }
+        let pipelined: Arc<PipelinedProducer> = Arc::new(
+            pc.create_with_context(PipelineContext {
+                pipeline: pipeline.clone(),
+            })
+            .map_err(|e| scrub(classify(e), &cfg))?,
+        );
+        let (tx, rx) = std::sync::mpsc::channel();
+        *pipeline.retry.lock().unwrap_or_else(|e| e.into_inner()) = Some(tx);
+        let weak = Arc::downgrade(&pipelined);
+        std::thread::Builder::new()
+            .name("kafka-retry".into())
+            .spawn(move || retry_loop(weak, rx))
+            .map_err(|e| BusError::Fatal(format!("cannot start the retry thread: {e}")))?;
+        Ok(KafkaBus {
+            cfg,
+            producer,
+            pipelined,
+            pipeline,
+        })
+    }
+
+    /// Counters of the pipelined producer.
+    pub fn pipeline_stats(&self) -> PipelineStats {
+        self.pipeline.stats()
     }
 
     /// The configuration.
@@ -235,6 +540,75 @@ impl KafkaBus {
 }
 
 impl KafkaBus {
+    /// Create `topic` with `partitions` partitions if it does not exist (e.g. the lease topic,
+    /// which must have exactly one).
+    pub async fn ensure_topic_with_partitions(
+        &self,
+        topic: &str,
+        partitions: i32,
+    ) -> Result<(), BusError> {
+        let mut cfg = self.cfg.clone();
+        cfg.partitions = partitions;
+        KafkaBus {
+            cfg,
+            producer: self.producer.clone(),
+            pipelined: self.pipelined.clone(),
+            pipeline: self.pipeline.clone(),
+        }
+        .ensure_topics(&[topic])
+        .await
+    }
+
+    fn unique_group(&self, what: &str) -> String {
+        format!(
+            "{}autoscaler-{what}-{}-{}",
+            self.cfg.group_prefix,
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or_default()
+        )
+    }
+
+    /// A reader of every partition of `topic` from its beginning, by explicit assignment: no
+    /// consumer group is joined and nothing is committed (a log every instance reads whole,
+    /// such as the scaler's lease).
+    pub async fn log_reader(&self, topic: &str) -> Result<Box<dyn Subscription>, BusError> {
+        let group = self.unique_group("log");
+        let consumer: GroupConsumer = self
+            .cfg
+            .consumer(&group)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest")
+            .create_with_context(GroupContext::new(group))
+            .map_err(classify)?;
+        let sub = KafkaSubscription::new(consumer, topic, self.pipeline.clone());
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        let n = loop {
+            match partition_count(&sub.consumer, topic).await {
+                Ok(n) if n > 0 => break n,
+                Ok(_) => {}
+                Err(e) if !e.is_retryable() => return Err(e),
+                Err(e) => tracing::warn!(topic, error = %e, "reading the topic's partitions"),
+            }
+            if tokio::time::Instant::now() > deadline {
+                return Err(BusError::Transient(format!(
+                    "topic `{topic}` shows no partitions after 30 s"
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        };
+        let mut tpl = TopicPartitionList::new();
+        for p in 0..n {
+            tpl.add_partition_offset(topic, p, Offset::Beginning)
+                .map_err(classify)?;
+        }
+        sub.consumer.assign(&tpl).map_err(classify)?;
+        Ok(Box::new(sub))
+    }
+
     /// A reader of `topic` outside any shared group (its own, unique group, never committing):
     /// for operators' tools such as `autoscaler tail`. It starts at the beginning of the topic
     /// or at its end.
@@ -262,7 +636,7 @@ impl KafkaBus {
             )
             .create_with_context(GroupContext::new(group))
             .map_err(classify)?;
-        KafkaSubscription::start(consumer, topic)
+        KafkaSubscription::start(consumer, topic, self.pipeline.clone())
     }
 }
 
@@ -287,6 +661,46 @@ impl Bus for KafkaBus {
             .map_err(|(e, _)| classify(e))
     }
 
+    async fn publish_pipelined(&self, msg: Outgoing) -> Result<(), BusError> {
+        let mut headers = (!msg.headers.is_empty()).then(|| {
+            let mut h = OwnedHeaders::new_with_capacity(msg.headers.len());
+            for (k, v) in &msg.headers {
+                h = h.insert(Header {
+                    key: k,
+                    value: Some(v.as_str()),
+                });
+            }
+            h
+        });
+        let seq = self.pipeline.next_seq.fetch_add(1, Ordering::AcqRel);
+        loop {
+            match send_pipelined(
+                &self.pipelined,
+                seq,
+                &msg.topic,
+                msg.key.as_bytes(),
+                &msg.payload,
+                headers.take(),
+            ) {
+                Ok(()) => return Ok(()),
+                Err((e, h)) if queue_full(&e) => {
+                    // Back-pressure: wait for acknowledgements to make room.
+                    self.pipeline
+                        .queue_full_waits
+                        .fetch_add(1, Ordering::Relaxed);
+                    headers = h;
+                    tokio::time::sleep(PIPELINE_QUEUE_FULL_WAIT).await;
+                }
+                Err((e, _)) => {
+                    // Never queued: it counts as done for the watermark (nothing to wait for),
+                    // and the caller sees the error, so it does not acknowledge its input.
+                    self.pipeline.complete(seq);
+                    return Err(classify(e));
+                }
+            }
+        }
+    }
+
     async fn subscribe(&self, topic: &str, group: &str) -> Result<Box<dyn Subscription>, BusError> {
         let group_id = format!("{}{group}", self.cfg.group_prefix);
         let consumer: GroupConsumer = self
@@ -302,22 +716,110 @@ impl Bus for KafkaBus {
             .create_with_context(GroupContext::new(group_id))
             .map_err(classify)?;
         if self.cfg.exclusive_groups.contains(group) {
-            KafkaSubscription::start_exclusive(consumer, topic).await
+            KafkaSubscription::start_exclusive(consumer, topic, self.pipeline.clone()).await
         } else {
-            KafkaSubscription::start(consumer, topic)
+            KafkaSubscription::start(consumer, topic, self.pipeline.clone())
         }
+    }
+
+    async fn tail(&self, topic: &str, n: usize) -> Result<Vec<Delivery>, BusError> {
+        let group = self.unique_group("tail");
+        let consumer: BaseConsumer = self
+            .cfg
+            .consumer(&group)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .create()
+            .map_err(classify)?;
+        let topic = topic.to_string();
+        tokio::task::spawn_blocking(move || read_tail(&consumer, &topic, n))
+            .await
+            .map_err(|e| BusError::Fatal(format!("tail task: {e}")))?
     }
 
     async fn flush(&self, timeout: Duration) -> Result<(), BusError> {
         let producer = self.producer.clone();
-        tokio::task::spawn_blocking(move || producer.flush(Timeout::After(timeout)))
-            .await
-            .map_err(|e| BusError::Fatal(format!("flush task: {e}")))?
-            .map_err(classify)
+        let pipelined = self.pipelined.clone();
+        let pipeline = self.pipeline.clone();
+        tokio::task::spawn_blocking(move || {
+            let deadline = std::time::Instant::now() + timeout;
+            pipelined.flush(Timeout::After(timeout))?;
+            producer.flush(Timeout::After(
+                deadline.saturating_duration_since(std::time::Instant::now()),
+            ))?;
+            // A message being sent again is outside librdkafka's queue: wait for the watermark.
+            let target = pipeline.reached();
+            while *pipeline.watermark.borrow() < target {
+                if std::time::Instant::now() >= deadline {
+                    return Err(KafkaError::Flush(RDKafkaErrorCode::OperationTimedOut));
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Ok(())
+        })
+        .await
+        .map_err(|e| BusError::Fatal(format!("flush task: {e}")))?
+        .map_err(classify)
     }
 }
 
 type GroupConsumer = StreamConsumer<GroupContext>;
+
+/// The last `n` messages of every partition of `topic`, read up to the high watermark each had
+/// when the call began (blocking; at most 30 s).
+fn read_tail(consumer: &BaseConsumer, topic: &str, n: usize) -> Result<Vec<Delivery>, BusError> {
+    let t = Timeout::After(Duration::from_secs(10));
+    let md = consumer.fetch_metadata(Some(topic), t).map_err(classify)?;
+    let Some(meta) = md.topics().iter().find(|m| m.name() == topic) else {
+        return Ok(Vec::new());
+    };
+    let mut tpl = TopicPartitionList::new();
+    let mut until: HashMap<i32, i64> = HashMap::new();
+    for p in meta.partitions() {
+        let (lo, hi) = consumer
+            .fetch_watermarks(topic, p.id(), t)
+            .map_err(classify)?;
+        let start = lo.max(hi - n as i64);
+        if start < hi {
+            tpl.add_partition_offset(topic, p.id(), Offset::Offset(start))
+                .map_err(classify)?;
+            until.insert(p.id(), hi);
+        }
+    }
+    if until.is_empty() {
+        return Ok(Vec::new());
+    }
+    consumer.assign(&tpl).map_err(classify)?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let mut out = Vec::new();
+    while !until.is_empty() {
+        if std::time::Instant::now() > deadline {
+            return Err(BusError::Transient(format!(
+                "reading the tail of `{topic}` took more than 30 s"
+            )));
+        }
+        let Some(m) = consumer.poll(Duration::from_millis(500)) else {
+            continue;
+        };
+        let m = m.map_err(classify)?;
+        let (p, o) = (m.partition(), m.offset());
+        out.push(Delivery {
+            topic: m.topic().to_string(),
+            key: m
+                .key()
+                .map(|k| String::from_utf8_lossy(k).into_owned())
+                .unwrap_or_default(),
+            payload: m.payload().unwrap_or_default().to_vec(),
+            headers: Vec::new(),
+            partition: p,
+            offset: o,
+        });
+        if until.get(&p).is_some_and(|hi| o + 1 >= *hi) {
+            until.remove(&p);
+        }
+    }
+    Ok(out)
+}
 
 /// A consumer's context: it logs every assignment and revocation at INFO (operators see which
 /// member holds which partitions; tests wait for `kafka partitions assigned`) and failed
@@ -340,7 +842,26 @@ impl GroupContext {
     }
 }
 
-impl ClientContext for GroupContext {}
+impl ClientContext for GroupContext {
+    /// librdkafka's statistics (every `statistics.interval.ms`, off unless set, e.g.
+    /// `KAFKA_PROP_statistics.interval.ms=5000`): each assigned partition's lag becomes
+    /// `autoscaler_consumer_lag`.
+    fn stats(&self, stats: rdkafka::Statistics) {
+        for (topic, t) in &stats.topics {
+            for (partition, p) in &t.partitions {
+                // -1: the internal "unassigned" partition; a lag of -1: not known yet.
+                if *partition >= 0 && p.consumer_lag >= 0 {
+                    autoscaler_telemetry::set_consumer_lag(
+                        &self.group,
+                        topic,
+                        *partition,
+                        p.consumer_lag,
+                    );
+                }
+            }
+        }
+    }
+}
 
 impl ConsumerContext for GroupContext {
     fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
@@ -433,10 +954,16 @@ struct KafkaSubscription {
     high: HashMap<i32, i64>,
     /// Offset last stored, per partition.
     stored: HashMap<i32, i64>,
+    /// The bus's pipelined producer state, and the watermark as this subscription saw it.
+    pipeline: Arc<Pipeline>,
+    watermark: watch::Receiver<u64>,
+    /// Offsets acknowledged but not stored yet: (partition, offset, sequence number every
+    /// pipelined message below which must be acknowledged first), in acknowledgement order.
+    deferred: VecDeque<(i32, i64, u64)>,
 }
 
 impl KafkaSubscription {
-    fn new(consumer: GroupConsumer, topic: &str) -> Self {
+    fn new(consumer: GroupConsumer, topic: &str, pipeline: Arc<Pipeline>) -> Self {
         KafkaSubscription {
             consumer: Arc::new(consumer),
             topic: topic.to_string(),
@@ -444,13 +971,20 @@ impl KafkaSubscription {
             in_flight: HashMap::new(),
             high: HashMap::new(),
             stored: HashMap::new(),
+            watermark: pipeline.watermark.subscribe(),
+            pipeline,
+            deferred: VecDeque::new(),
         }
     }
 
     /// Join the consumer's group on `topic` (the group protocol shares the partitions out).
-    fn start(consumer: GroupConsumer, topic: &str) -> Result<Box<dyn Subscription>, BusError> {
+    fn start(
+        consumer: GroupConsumer,
+        topic: &str,
+        pipeline: Arc<Pipeline>,
+    ) -> Result<Box<dyn Subscription>, BusError> {
         consumer.subscribe(&[topic]).map_err(classify)?;
-        Ok(Box::new(KafkaSubscription::new(consumer, topic)))
+        Ok(Box::new(KafkaSubscription::new(consumer, topic, pipeline)))
     }
 
     /// Read every partition of `topic` by explicit assignment, each from the offset committed
@@ -458,8 +992,9 @@ impl KafkaSubscription {
     async fn start_exclusive(
         consumer: GroupConsumer,
         topic: &str,
+        pipeline: Arc<Pipeline>,
     ) -> Result<Box<dyn Subscription>, BusError> {
-        let mut sub = KafkaSubscription::new(consumer, topic);
+        let mut sub = KafkaSubscription::new(consumer, topic, pipeline);
         sub.exclusive = Some(Exclusive {
             assigned: 0,
             next_check: tokio::time::Instant::now() + PARTITION_CHECK_INTERVAL,
@@ -521,7 +1056,43 @@ impl KafkaSubscription {
                 self.in_flight.remove(&p);
                 self.high.remove(&p);
                 self.stored.remove(&p);
+                self.deferred.retain(|(dp, _, _)| *dp != p);
             }
+        }
+    }
+
+    /// Store `next` as `partition`'s offset to resume at, when it moves forward.
+    fn store(&mut self, partition: i32, next: i64) {
+        if self.stored.get(&partition).is_some_and(|s| next <= *s) {
+            return;
+        }
+        // `next` is the offset to resume at, stored as it is: `offsets_store` takes that
+        // offset, whereas `store_offset` (librdkafka's `rd_kafka_offset_store`) stores its
+        // argument + 1 — which skipped one message whenever a partition changed hands.
+        let mut tpl = TopicPartitionList::with_capacity(1);
+        let stored = tpl
+            .add_partition_offset(&self.topic, partition, Offset::Offset(next))
+            .and_then(|()| self.consumer.store_offsets(&tpl));
+        match stored {
+            Ok(()) => {
+                tracing::trace!(partition, offset = next, "kafka offset stored");
+                self.stored.insert(partition, next);
+            }
+            // After a rebalance the partition may no longer be ours: the new owner will
+            // redeliver, which is what at-least-once allows.
+            Err(e) => tracing::warn!(partition, error = %e, "offset not stored"),
+        }
+    }
+
+    /// Store the deferred offsets whose pipelined outputs are all acknowledged now.
+    fn store_deferred(&mut self) {
+        let watermark = *self.watermark.borrow_and_update();
+        while let Some((p, next, needs)) = self.deferred.front().copied() {
+            if needs > watermark {
+                break;
+            }
+            self.deferred.pop_front();
+            self.store(p, next);
         }
     }
 
@@ -546,14 +1117,21 @@ impl KafkaSubscription {
 impl Subscription for KafkaSubscription {
     async fn recv(&mut self) -> Option<Result<Delivery, BusError>> {
         let d = loop {
+            self.store_deferred();
             let next_check = self.exclusive.as_ref().map(|ex| ex.next_check);
-            let got = match next_check {
-                None => Some(self.consumer.recv().await),
-                Some(at) => tokio::select! {
-                    // `recv` is cancellation safe: no message is lost when the timer wins.
-                    m = self.consumer.recv() => Some(m),
-                    _ = tokio::time::sleep_until(at) => None,
-                },
+            let waiting = !self.deferred.is_empty();
+            let got = tokio::select! {
+                // `recv` is cancellation safe: no message is lost when another branch wins.
+                m = self.consumer.recv() => Some(m),
+                _ = tokio::time::sleep_until(next_check.unwrap_or_else(tokio::time::Instant::now)),
+                    if next_check.is_some() => None,
+                // Outputs acknowledged: store what waited for them, then go on waiting.
+                changed = self.watermark.changed(), if waiting => {
+                    if changed.is_ok() {
+                        continue;
+                    }
+                    None
+                }
             };
             let m = match got {
                 Some(Ok(m)) => m,
@@ -610,32 +1188,23 @@ impl Subscription for KafkaSubscription {
             Some(oldest) => *oldest,
             None => self.high.get(&d.partition).copied().unwrap_or(d.offset) + 1,
         };
-        if self.stored.get(&d.partition).is_none_or(|s| next > *s) {
-            // `next` is the offset to resume at, stored as it is: `offsets_store` takes that
-            // offset, whereas `store_offset` (librdkafka's `rd_kafka_offset_store`) stores its
-            // argument + 1 — which skipped one message whenever a partition changed hands.
-            let mut tpl = TopicPartitionList::with_capacity(1);
-            let stored = tpl
-                .add_partition_offset(&self.topic, d.partition, Offset::Offset(next))
-                .and_then(|()| self.consumer.store_offsets(&tpl));
-            match stored {
-                Ok(()) => {
-                    tracing::trace!(
-                        partition = d.partition,
-                        offset = next,
-                        "kafka offset stored"
-                    );
-                    self.stored.insert(d.partition, next);
-                }
-                // After a rebalance the partition may no longer be ours: the new owner will
-                // redeliver, which is what at-least-once allows.
-                Err(e) => tracing::warn!(partition = d.partition, error = %e, "offset not stored"),
-            }
-        }
+        // Stored once every pipelined message queued so far (the outputs this input caused
+        // among them) is acknowledged.
+        let needs = self.pipeline.reached();
+        self.deferred.push_back((d.partition, next, needs));
+        self.store_deferred();
         Ok(())
     }
 
     async fn close(&mut self) -> Result<(), BusError> {
+        // The service flushed the bus before closing: store what the acknowledgements allow.
+        self.store_deferred();
+        if !self.deferred.is_empty() {
+            tracing::warn!(
+                offsets = self.deferred.len(),
+                "closing with outputs not acknowledged: their inputs will be delivered again"
+            );
+        }
         if self.stored.is_empty() {
             return Ok(());
         }
@@ -643,6 +1212,64 @@ impl Subscription for KafkaSubscription {
             Ok(()) => Ok(()),
             Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => Ok(()),
             Err(e) => Err(classify(e)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod pipeline_tests {
+    use super::*;
+
+    #[test]
+    fn the_watermark_moves_only_over_acknowledged_prefixes() {
+        let p = Pipeline::new();
+        for _ in 0..5 {
+            p.next_seq.fetch_add(1, Ordering::AcqRel);
+        }
+        assert_eq!(p.reached(), 5);
+        p.complete(2);
+        p.complete(1);
+        assert_eq!(*p.watermark.borrow(), 0, "0 is not acknowledged yet");
+        p.complete(0);
+        assert_eq!(*p.watermark.borrow(), 3, "0, 1, 2 are");
+        p.complete(4);
+        assert_eq!(*p.watermark.borrow(), 3);
+        p.complete(3);
+        assert_eq!(*p.watermark.borrow(), 5);
+        assert!(p.done.lock().unwrap().above.is_empty());
+    }
+}
+
+#[cfg(test)]
+mod secret_tests {
+    use super::*;
+
+    /// Medium 10: a `KAFKA_PROP_*` value (a password) reaches neither a configuration error
+    /// nor the configuration's `Debug`.
+    #[test]
+    fn property_values_never_reach_errors_or_debug() {
+        let secret = "hunter2-s3cret";
+        let cfg = KafkaConfig::new("127.0.0.1:1").with_env_properties([
+            ("KAFKA_PROP_sasl__password".to_string(), secret.to_string()),
+            (
+                "KAFKA_PROP_no__such__property".to_string(),
+                secret.to_string(),
+            ),
+        ]);
+        assert!(!format!("{cfg:?}").contains(secret), "{cfg:?}");
+        let err = KafkaBus::new(cfg.clone())
+            .err()
+            .expect("an unknown property is refused");
+        assert!(!err.to_string().contains(secret), "{err}");
+        assert!(!format!("{err:?}").contains(secret), "{err:?}");
+        assert!(err.to_string().contains("no.such.property"), "{err}");
+        let mut cfg = KafkaConfig::new("127.0.0.1:1");
+        cfg.properties
+            .insert("sasl.mechanism".into(), secret.into());
+        cfg.properties
+            .insert("security.protocol".into(), "sasl_plaintext".into());
+        if let Err(e) = KafkaBus::new(cfg) {
+            assert!(!format!("{e} {e:?}").contains(secret), "{e:?}");
         }
     }
 }

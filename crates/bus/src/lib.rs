@@ -102,11 +102,29 @@ pub trait Bus: Send + Sync {
     /// broker).
     async fn publish(&self, msg: Outgoing) -> Result<(), BusError>;
 
+    /// Publish one message without waiting for its acknowledgement: returns once the message is
+    /// queued (a full queue makes this wait: back-pressure, never a dropped message). Every
+    /// [`Subscription::ack`] made afterwards in this process stores its offset only once this
+    /// message — and every message queued before the ack — is acknowledged, so an input is
+    /// still marked done only after every output it caused is on the broker (at least once).
+    /// The default publishes and waits ([`Bus::publish`]).
+    async fn publish_pipelined(&self, msg: Outgoing) -> Result<(), BusError> {
+        self.publish(msg).await
+    }
+
     /// Join `group` on `topic`. Messages published after this call are delivered.
     async fn subscribe(&self, topic: &str, group: &str) -> Result<Box<dyn Subscription>, BusError>;
 
     /// Wait until everything published has been handed over (Kafka: flushed), at most `timeout`.
     async fn flush(&self, timeout: std::time::Duration) -> Result<(), BusError>;
+
+    /// The last `n` messages of each partition of `topic`, oldest first per partition, read
+    /// outside any group (e.g. a scaler taking over reads what its predecessor decided). Empty
+    /// when the bus keeps no history (the in-process bus keeps it only for the topics named in
+    /// [`MemoryBus::keep_history`]).
+    async fn tail(&self, _topic: &str, _n: usize) -> Result<Vec<Delivery>, BusError> {
+        Ok(Vec::new())
+    }
 }
 
 /// One member of a consumer group on one topic.
@@ -133,19 +151,191 @@ pub fn dlq_topic(topic: &str) -> String {
 /// Header carrying the reason a message was dead-lettered.
 pub const DLQ_REASON_HEADER: &str = "x-dlq-reason";
 
-/// Send a message that could not be processed to `<topic>.dlq`, unchanged, with the reason and
-/// where it came from in headers. The caller then acknowledges the original: bad input never
-/// stops a consumer, and nothing is silently lost.
-pub async fn dead_letter(bus: &dyn Bus, d: &Delivery, reason: &str) -> Result<(), BusError> {
-    tracing::warn!(topic = %d.topic, partition = d.partition, offset = d.offset, reason,
-        "message dead-lettered");
-    let mut msg = Outgoing::new(dlq_topic(&d.topic), d.key.clone(), d.payload.clone())
-        .with_header(DLQ_REASON_HEADER, reason)
+/// Longest dead-letter reason, bytes (reasons may quote the input; longer ones are cut).
+pub const MAX_DLQ_REASON_LEN: usize = 512;
+/// Largest payload copied to a dead-letter topic, bytes; a larger one is cut and the header
+/// `x-dlq-truncated` gives its original size (the original stays in its topic, at the offset the
+/// headers name). Well under a broker's default `message.max.bytes` of 1 MB.
+pub const MAX_DLQ_PAYLOAD: usize = 256 * 1024;
+/// Most headers of the original copied to the dead-letter message, and the longest value kept.
+pub const MAX_DLQ_HEADERS: usize = 16;
+/// Longest header value copied to the dead-letter message, bytes.
+pub const MAX_DLQ_HEADER_LEN: usize = 1024;
+/// Attempts of [`dead_letter_retrying`] before it gives up on a message.
+pub const DLQ_ATTEMPTS: u32 = 5;
+
+fn cut(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_string();
+    }
+    let mut end = max.saturating_sub(3);
+    while end > 0 && !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &s[..end])
+}
+
+/// The dead-letter copy of `d`: its payload (cut to [`MAX_DLQ_PAYLOAD`]), the reason (cut to
+/// [`MAX_DLQ_REASON_LEN`]) and where it came from in headers, then at most [`MAX_DLQ_HEADERS`]
+/// of its own headers.
+pub fn dead_letter_message(d: &Delivery, reason: &str) -> Outgoing {
+    let payload = &d.payload[..d.payload.len().min(MAX_DLQ_PAYLOAD)];
+    let mut msg = Outgoing::new(dlq_topic(&d.topic), cut(&d.key, 256), payload.to_vec())
+        .with_header(DLQ_REASON_HEADER, cut(reason, MAX_DLQ_REASON_LEN))
         .with_header("x-dlq-source-topic", d.topic.clone())
         .with_header("x-dlq-source-partition", d.partition.to_string())
         .with_header("x-dlq-source-offset", d.offset.to_string());
-    msg.headers.extend(d.headers.iter().cloned());
-    bus.publish(msg).await
+    if d.payload.len() > MAX_DLQ_PAYLOAD {
+        msg = msg.with_header("x-dlq-truncated", d.payload.len().to_string());
+    }
+    msg.headers.extend(
+        d.headers
+            .iter()
+            .take(MAX_DLQ_HEADERS)
+            .map(|(k, v)| (cut(k, 256), cut(v, MAX_DLQ_HEADER_LEN))),
+    );
+    msg
+}
+
+/// Send a message that could not be processed to `<topic>.dlq` ([`dead_letter_message`]). The
+/// caller then acknowledges the original: bad input never stops a consumer, and nothing is
+/// silently lost.
+pub async fn dead_letter(bus: &dyn Bus, d: &Delivery, reason: &str) -> Result<(), BusError> {
+    let reason = cut(reason, MAX_DLQ_REASON_LEN);
+    tracing::warn!(topic = %d.topic, partition = d.partition, offset = d.offset, reason,
+        "message dead-lettered");
+    autoscaler_telemetry::record_dead_letter(&d.topic);
+    bus.publish_pipelined(dead_letter_message(d, &reason)).await
+}
+
+/// [`dead_letter`], retried with exponential backoff ([`Backoff`]) up to [`DLQ_ATTEMPTS`] times
+/// on any error but [`BusError::Closed`]. Returns whether it was published; when it was not, the
+/// failure is logged at ERROR with the original's topic, partition and offset (where it stays),
+/// and the caller counts it and goes on — a dead-letter topic that cannot be written is never a
+/// reason to stop consuming.
+pub async fn dead_letter_retrying(bus: &dyn Bus, d: &Delivery, reason: &str) -> bool {
+    let reason = cut(reason, MAX_DLQ_REASON_LEN);
+    tracing::warn!(topic = %d.topic, partition = d.partition, offset = d.offset, reason,
+        "message dead-lettered");
+    autoscaler_telemetry::record_dead_letter(&d.topic);
+    let msg = dead_letter_message(d, &reason);
+    let mut backoff = Backoff::new(
+        std::time::Duration::from_millis(100),
+        std::time::Duration::from_secs(2),
+    );
+    for attempt in 1..=DLQ_ATTEMPTS {
+        match bus.publish_pipelined(msg.clone()).await {
+            Ok(()) => return true,
+            Err(e) => {
+                let last = attempt == DLQ_ATTEMPTS || matches!(e, BusError::Closed);
+                if last {
+                    tracing::error!(topic = %d.topic, partition = d.partition, offset = d.offset,
+                        attempts = attempt, error = %e,
+                        "dead-letter copy not published; the original stays at this offset");
+                    return false;
+                }
+                tracing::warn!(attempt, error = %e, "dead-letter publish failed; retrying");
+                tokio::time::sleep(backoff.next_delay()).await;
+            }
+        }
+    }
+    false
+}
+
+/// Exponential backoff: `initial`, doubling up to `max`.
+#[derive(Debug, Clone)]
+pub struct Backoff {
+    next: std::time::Duration,
+    max: std::time::Duration,
+}
+
+impl Backoff {
+    /// Delays from `initial`, doubling, at most `max`.
+    pub fn new(initial: std::time::Duration, max: std::time::Duration) -> Self {
+        Backoff { next: initial, max }
+    }
+
+    /// The delay to wait now (and double the next one).
+    pub fn next_delay(&mut self) -> std::time::Duration {
+        let d = self.next;
+        self.next = (self.next * 2).min(self.max);
+        d
+    }
+}
+
+/// Initial delay of [`publish_retrying`].
+pub const OUTAGE_BACKOFF_INITIAL: std::time::Duration = std::time::Duration::from_millis(200);
+/// Longest delay between two attempts of [`publish_retrying`] (and of the services' receive
+/// loops during an outage).
+pub const OUTAGE_BACKOFF_MAX: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Publish `msg`, waiting out a broker outage: a retryable error ([`BusError::is_retryable`]) is
+/// retried with backoff (200 ms doubling to 5 s), logged at WARN on the first failure and every
+/// tenth after, and at INFO when the broker is back. Returns `Ok(true)` once published,
+/// `Ok(false)` if `shutdown` is cancelled first (the caller stops; its input is not
+/// acknowledged, so a restart redoes it), and the error when it is not retryable.
+pub async fn publish_retrying(
+    bus: &dyn Bus,
+    msg: Outgoing,
+    shutdown: &tokio_util::sync::CancellationToken,
+) -> Result<bool, BusError> {
+    retrying(bus, msg, shutdown, false).await
+}
+
+/// [`publish_retrying`] through [`Bus::publish_pipelined`]: returns once the message is queued
+/// (its acknowledgement is collected as it comes; an input acknowledged after this call has its
+/// offset stored only once the message is on the broker). An outage is waited out the same way:
+/// a queue that cannot take the message, or a retryable error, is retried with backoff.
+pub async fn publish_pipelined_retrying(
+    bus: &dyn Bus,
+    msg: Outgoing,
+    shutdown: &tokio_util::sync::CancellationToken,
+) -> Result<bool, BusError> {
+    retrying(bus, msg, shutdown, true).await
+}
+
+async fn retrying(
+    bus: &dyn Bus,
+    msg: Outgoing,
+    shutdown: &tokio_util::sync::CancellationToken,
+    pipelined: bool,
+) -> Result<bool, BusError> {
+    let mut backoff = Backoff::new(OUTAGE_BACKOFF_INITIAL, OUTAGE_BACKOFF_MAX);
+    let mut failures = 0u64;
+    loop {
+        let attempt = tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => return Ok(false),
+            r = async {
+                if pipelined {
+                    bus.publish_pipelined(msg.clone()).await
+                } else {
+                    bus.publish(msg.clone()).await
+                }
+            } => r,
+        };
+        match attempt {
+            Ok(()) => {
+                if failures > 0 {
+                    tracing::info!(topic = %msg.topic, failures, "broker back: published");
+                }
+                return Ok(true);
+            }
+            Err(e) if e.is_retryable() => {
+                if failures.is_multiple_of(10) {
+                    tracing::warn!(topic = %msg.topic, failures, error = %e,
+                        "publishing failed; waiting for the broker");
+                }
+                failures += 1;
+                tokio::select! {
+                    biased;
+                    _ = shutdown.cancelled() => return Ok(false),
+                    _ = tokio::time::sleep(backoff.next_delay()) => {}
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 /// Default capacity of each in-process queue, messages.
@@ -193,6 +383,8 @@ struct Inner {
     topics: HashMap<String, HashMap<String, Vec<Member>>>,
     stats: BusStats,
     offsets: HashMap<String, i64>,
+    /// topic → (capacity, last messages)
+    history: HashMap<String, (usize, std::collections::VecDeque<Delivery>)>,
     closed: bool,
 }
 
@@ -212,6 +404,13 @@ impl MemoryBus {
             capacity: capacity.max(1),
             overflow,
         }
+    }
+
+    /// Keep the last `n` messages of `topic`, for [`Bus::tail`].
+    pub fn keep_history(&self, topic: &str, n: usize) {
+        self.lock()
+            .history
+            .insert(topic.into(), (n, std::collections::VecDeque::new()));
     }
 
     /// A snapshot of the counters.
@@ -273,6 +472,12 @@ impl Bus for MemoryBus {
                 partition: 0,
                 offset,
             };
+            if let Some((cap, h)) = inner.history.get_mut(&msg.topic) {
+                h.push_back(delivery.clone());
+                while h.len() > *cap {
+                    h.pop_front();
+                }
+            }
             let mut targets = Vec::new();
             if let Some(groups) = inner.topics.get_mut(&msg.topic) {
                 for members in groups.values_mut() {
@@ -330,6 +535,13 @@ impl Bus for MemoryBus {
     async fn flush(&self, _timeout: std::time::Duration) -> Result<(), BusError> {
         // Publishing in memory completes when the message is queued: nothing is buffered.
         Ok(())
+    }
+
+    async fn tail(&self, topic: &str, n: usize) -> Result<Vec<Delivery>, BusError> {
+        let inner = self.lock();
+        Ok(inner.history.get(topic).map_or_else(Vec::new, |(_, h)| {
+            h.iter().skip(h.len().saturating_sub(n)).cloned().collect()
+        }))
     }
 }
 
@@ -435,6 +647,143 @@ mod tests {
             Err(BusError::Closed)
         ));
         assert!(s.recv().await.is_none(), "subscription ends when closed");
+    }
+
+    /// A bus whose first `fail` publishes fail with a transient error.
+    struct Flaky {
+        inner: MemoryBus,
+        fail: Mutex<u32>,
+        attempts: Mutex<u32>,
+    }
+
+    #[async_trait]
+    impl Bus for Flaky {
+        async fn publish(&self, msg: Outgoing) -> Result<(), BusError> {
+            *self.attempts.lock().unwrap() += 1;
+            let failing = {
+                let mut f = self.fail.lock().unwrap();
+                let failing = *f > 0;
+                *f = f.saturating_sub(1);
+                failing
+            };
+            if failing {
+                return Err(BusError::Transient("broker down".into()));
+            }
+            self.inner.publish(msg).await
+        }
+        async fn subscribe(&self, t: &str, g: &str) -> Result<Box<dyn Subscription>, BusError> {
+            self.inner.subscribe(t, g).await
+        }
+        async fn flush(&self, t: Duration) -> Result<(), BusError> {
+            self.inner.flush(t).await
+        }
+    }
+
+    fn flaky(fail: u32) -> Flaky {
+        Flaky {
+            inner: MemoryBus::new(16, Overflow::Block),
+            fail: Mutex::new(fail),
+            attempts: Mutex::new(0),
+        }
+    }
+
+    fn delivery(payload: Vec<u8>) -> Delivery {
+        Delivery {
+            topic: "t".into(),
+            key: "k".into(),
+            payload,
+            headers: (0..100)
+                .map(|i| (format!("h{i}"), "v".repeat(5000)))
+                .collect(),
+            partition: 0,
+            offset: 7,
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failed_dead_letter_publish_is_retried_then_given_up_never_fatal() {
+        let bus = flaky(2);
+        let mut dlq = bus.subscribe("t.dlq", "g").await.unwrap();
+        assert!(dead_letter_retrying(&bus, &delivery(vec![1]), "bad").await);
+        assert_eq!(*bus.attempts.lock().unwrap(), 3);
+        assert_eq!(recv(&mut dlq).await.payload, vec![1]);
+        let bus = flaky(u32::MAX);
+        assert!(!dead_letter_retrying(&bus, &delivery(vec![1]), "bad").await);
+        assert_eq!(*bus.attempts.lock().unwrap(), DLQ_ATTEMPTS);
+    }
+
+    #[test]
+    fn the_dead_letter_copy_is_bounded() {
+        let reason = "é".repeat(10_000);
+        let m = dead_letter_message(&delivery(vec![b'x'; MAX_DLQ_PAYLOAD + 10]), &reason);
+        assert_eq!(m.payload.len(), MAX_DLQ_PAYLOAD);
+        let r = &m
+            .headers
+            .iter()
+            .find(|(k, _)| k == DLQ_REASON_HEADER)
+            .unwrap()
+            .1;
+        assert!(r.len() <= MAX_DLQ_REASON_LEN, "{}", r.len());
+        assert!(m
+            .headers
+            .iter()
+            .any(|(k, v)| k == "x-dlq-truncated" && v == &(MAX_DLQ_PAYLOAD + 10).to_string()));
+        assert!(m.headers.len() <= 5 + MAX_DLQ_HEADERS);
+        let total: usize = m.headers.iter().map(|(k, v)| k.len() + v.len()).sum();
+        assert!(total < 32 * 1024, "{total}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_outage_is_waited_out_and_shutdown_ends_the_wait() {
+        let bus = flaky(20);
+        let mut s = bus.subscribe("t", "g").await.unwrap();
+        let stop = tokio_util::sync::CancellationToken::new();
+        let started = tokio::time::Instant::now();
+        assert!(
+            publish_retrying(&bus, Outgoing::new("t", "k", vec![9]), &stop)
+                .await
+                .unwrap()
+        );
+        assert_eq!(recv(&mut s).await.payload, vec![9]);
+        // 20 failures: 0.2 + 0.4 + … capped at 5 s, about a minute and a half of outage.
+        assert!(
+            started.elapsed() > Duration::from_secs(60),
+            "{:?}",
+            started.elapsed()
+        );
+        let bus = flaky(u32::MAX);
+        let stop2 = stop.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            stop2.cancel();
+        });
+        assert!(
+            !publish_retrying(&bus, Outgoing::new("t", "k", vec![]), &stop)
+                .await
+                .unwrap()
+        );
+        let fatal = MemoryBus::new(1, Overflow::Block);
+        fatal.close();
+        let fresh = tokio_util::sync::CancellationToken::new();
+        assert!(
+            publish_retrying(&fatal, Outgoing::new("t", "k", vec![]), &fresh)
+                .await
+                .is_err()
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_pipelined_publish_waits_out_an_outage_too() {
+        let bus = flaky(3);
+        let mut s = bus.subscribe("t", "g").await.unwrap();
+        let stop = tokio_util::sync::CancellationToken::new();
+        assert!(
+            publish_pipelined_retrying(&bus, Outgoing::new("t", "k", vec![4]), &stop)
+                .await
+                .unwrap()
+        );
+        assert_eq!(*bus.attempts.lock().unwrap(), 4);
+        assert_eq!(recv(&mut s).await.payload, vec![4]);
     }
 
     #[test]

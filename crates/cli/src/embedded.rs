@@ -9,7 +9,7 @@ use std::time::Duration;
 use autoscaler_aggregator::{AggregatorConfig, AggregatorDeps, AggregatorReport};
 use autoscaler_bus::{Bus, MemoryBus};
 use autoscaler_contract::{
-    decode, Decision, ModelKind, DECISIONS_TOPIC, METRICS_TOPIC, VOTES_TOPIC,
+    decode, ClockMode, Decision, ModelKind, DECISIONS_TOPIC, METRICS_TOPIC, VOTES_TOPIC,
 };
 use autoscaler_inference::{InferenceConfig, InferenceDeps, InferenceReport};
 use autoscaler_models::Model;
@@ -56,7 +56,7 @@ pub async fn run_embedded(
 ) -> anyhow::Result<EmbeddedReport> {
     let Embedded {
         aggregator: agg,
-        scaler,
+        mut scaler,
         models,
         initial_replicas,
         bus_capacity,
@@ -64,12 +64,15 @@ pub async fn run_embedded(
     let bus = MemoryBus::new(bus_capacity, autoscaler_bus::Overflow::Block);
     let dyn_bus: Arc<dyn Bus> = Arc::new(bus.clone());
     let services = shutdown.child_token();
+    // The replay's metric time is the clock (it runs far ahead of, or behind, this host's).
+    scaler.clock = ClockMode::Replay;
     let decision_window = scaler.decision_window;
     let mut inference = Vec::new();
     for model in models {
         let mut cfg = InferenceConfig::new(model.kind());
         // Replayed metrics carry simulated time: their age against the wall clock means nothing.
         cfg.max_skew_secs = None;
+        cfg.clock = ClockMode::Replay;
         let kind = model.kind();
         let deps = InferenceDeps {
             bus: dyn_bus.clone(),

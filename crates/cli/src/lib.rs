@@ -14,6 +14,7 @@
 //! |---|---|
 //! | [`cmd`] | the [`Cli`](cmd::Cli), the [`Command`](cmd::Command) enum, one module per command |
 //! | [`opts`] | option groups several commands flatten, and their mapping into configurations |
+//! | [`bench`] | what the benchmark commands share: the vectors they publish, percentiles |
 //! | [`bus`] | bus options and the bus they build (in-process or Kafka) |
 //! | [`embedded`] | the whole pipeline in one process (what `run`, `demo` and tests drive) |
 //! | [`pipeline`] | `run`'s and `demo`'s shared body: models, embedded run, blocks, summary |
@@ -38,6 +39,7 @@
 //! 3. A configuration that cannot run returns [`ConfigError`](exit::ConfigError) listing every
 //!    problem (exit 64); anything else is an `anyhow` error (exit 1).
 
+pub mod bench;
 pub mod bus;
 pub mod cmd;
 pub mod default_models;

@@ -44,7 +44,7 @@ pub fn watch_models(
                 }
                 _ = tx.closed() => break,
             };
-            match autoscaler_models::load(kind, &models_dir) {
+            match autoscaler_models::load_consistent(kind, &models_dir) {
                 Ok(m) => {
                     tracing::info!(model = %kind, version = m.version(), why, "reloading the model");
                     if tx.send(Arc::from(m)).is_err() {

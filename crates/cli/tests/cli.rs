@@ -189,3 +189,59 @@ fn embedded_run_on_an_unreachable_prometheus_decides_nothing_from_stale_vectors(
         );
     }
 }
+
+/// Issue 15, item 13: the standalone scaler has no default actuator: without one it exits 64
+/// naming the choices (a production scaler that silently simulated reported `acted: true`).
+#[test]
+fn the_scaler_without_an_actuator_exits_64_naming_the_choices() {
+    let out = common::bin()
+        .args(["scaler"])
+        .env_remove("ACTUATOR")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("swarm") && err.contains("dry-run") && err.contains("simulated"),
+        "{err}"
+    );
+}
+
+/// Issue 15, item 10: a secret planted in `KAFKA_PROP_*` and in `PROMETHEUS_URL` appears
+/// nowhere in the output of a service that fails on it (debug logging on).
+#[test]
+fn a_planted_secret_never_reaches_the_output() {
+    let secret = "pl4nted-s3cret-77";
+    for args in [
+        vec!["scaler", "--actuator", "simulated"],
+        vec![
+            "aggregator",
+            "--source",
+            "prometheus",
+            "--services",
+            "orders",
+        ],
+    ] {
+        let out = common::bin()
+            .args(&args)
+            .env("BUS", "kafka")
+            .env("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:1")
+            .env("KAFKA_PROP_sasl__password", secret)
+            .env("KAFKA_PROP_no__such__property", secret)
+            .env(
+                "PROMETHEUS_URL",
+                format!("http://scaler:{secret}@127.0.0.1:1/"),
+            )
+            .env(
+                "XDG_STATE_HOME",
+                std::env::temp_dir().join("autoscaler-secret-test"),
+            )
+            .env("RUST_LOG", "debug")
+            .output()
+            .unwrap();
+        let all = format!("{}{}", text(&out.stdout), text(&out.stderr));
+        assert!(!out.status.success(), "{args:?}: {all}");
+        assert!(!all.contains(secret), "{args:?} printed the secret:\n{all}");
+        assert!(all.contains("no.such.property"), "{args:?}: {all}");
+    }
+}

@@ -357,6 +357,7 @@ async fn wait_for(seen: &Mutex<Vec<(u64, bool)>>, cond: impl Fn(&[(u64, bool)]) 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs `prometheus` on the PATH (scripts/install-deps.sh)"]
 async fn aggregator_on_real_prometheus_matches_the_load_and_survives_an_outage() {
     let Some(prom_bin) = prometheus_bin() else {
         return;

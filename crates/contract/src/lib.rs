@@ -29,8 +29,18 @@
 use std::fmt;
 use std::str::FromStr;
 
+#[cfg(any(test, feature = "test-support"))]
+pub mod fixtures;
+mod sla;
+pub use sla::{violates_sla, within_sla, DEFAULT_SLA_P95_MS, ERROR_VIOLATION_PCT};
+
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+
+pub mod legacy;
+pub mod predictions;
+
+pub use legacy::decode_vector;
 
 /// The schema version written into every message by this build.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -42,9 +52,40 @@ pub const VOTES_TOPIC: &str = "model-votes";
 /// Default topic of scaling decisions.
 pub const DECISIONS_TOPIC: &str = "scaling-decisions";
 
-/// Default SLA on a service's p95 latency, milliseconds: what the reports count as a violation
-/// and what the models are trained to foresee, unless configured otherwise.
-pub const DEFAULT_SLA_P95_MS: f64 = 250.0;
+/// Default allowed skew between a message's metric time and the consumer's clock, seconds, in
+/// either direction (as in the Sock Shop seed): older is stale, further ahead is a bad clock.
+pub const DEFAULT_MAX_SKEW_SECS: u64 = 60;
+/// Largest accepted skew setting, seconds (one day): a larger one is a configuration error.
+pub const MAX_MAX_SKEW_SECS: u64 = 86_400;
+
+/// Largest message [`decode`] reads, bytes. Our messages are well under 4 KiB; this is far below
+/// a broker's `message.max.bytes` (1 MB), so a dead-letter copy of a refused one always fits.
+pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
+/// Longest `service` name, bytes (Docker allows 63; Kubernetes names 253).
+pub const MAX_SERVICE_LEN: usize = 253;
+/// Longest vector id, bytes (`<service>@<poll>@<ms>`).
+pub const MAX_VECTOR_ID_LEN: usize = MAX_SERVICE_LEN + 48;
+/// Longest `model_version`, bytes.
+pub const MAX_MODEL_VERSION_LEN: usize = 128;
+/// Longest free-text reason (`stale_reason`, `abstain_reason`, a decision's `reason` and each
+/// adjustment), bytes.
+pub const MAX_REASON_LEN: usize = 1024;
+/// Most entries of a decision's lists (`votes`, `missing_models`, `adjustments`).
+pub const MAX_LIST_LEN: usize = 32;
+/// Longest error message quoted from the JSON parser (it may echo the input), bytes.
+pub const MAX_ERROR_LEN: usize = 256;
+
+/// `s` cut to at most `max` bytes on a character boundary, with `…` when cut.
+pub fn truncate_text(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_string();
+    }
+    let mut end = max.saturating_sub('…'.len_utf8());
+    while end > 0 && !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &s[..end])
+}
 
 /// Errors found when a message breaks the contract.
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -87,6 +128,157 @@ pub enum ContractError {
         /// The allowed skew, seconds.
         max_skew_secs: u64,
     },
+    /// The message's metric time is further ahead of the clock than the allowed skew.
+    #[error(
+        "message is {ahead_secs:.0} s in the future, beyond the allowed skew of {max_skew_secs} s"
+    )]
+    InFuture {
+        /// How far ahead (metric time − now), seconds.
+        ahead_secs: f64,
+        /// The allowed skew, seconds.
+        max_skew_secs: u64,
+    },
+    /// A text field is longer than its bound.
+    #[error("field `{field}` is {len} bytes long, longer than {max}")]
+    TooLong {
+        /// The offending field.
+        field: &'static str,
+        /// Its length, bytes.
+        len: usize,
+        /// The bound, bytes.
+        max: usize,
+    },
+    /// The message is larger than [`MAX_MESSAGE_BYTES`].
+    #[error("message is {len} bytes, larger than {max}")]
+    TooLarge {
+        /// Its size, bytes.
+        len: usize,
+        /// The bound, bytes.
+        max: usize,
+    },
+    /// Two fields of the message contradict each other (e.g. a vote's `service` and the service
+    /// named in its vector id).
+    #[error("inconsistent message: {0}")]
+    Inconsistent(String),
+}
+
+fn malformed(e: serde_json::Error) -> ContractError {
+    // serde's messages quote the input (`unknown variant `…``): bounded, so a hostile message
+    // never makes a dead-letter reason or a log line large.
+    ContractError::Malformed(truncate_text(&e.to_string(), MAX_ERROR_LEN))
+}
+
+fn check_len(field: &'static str, s: &str, max: usize) -> Result<(), ContractError> {
+    if s.len() > max {
+        return Err(ContractError::TooLong {
+            field,
+            len: s.len(),
+            max,
+        });
+    }
+    Ok(())
+}
+
+fn check_opt_len(field: &'static str, s: &Option<String>, max: usize) -> Result<(), ContractError> {
+    s.as_deref().map_or(Ok(()), |s| check_len(field, s, max))
+}
+
+/// The clock services check metric times against unless told otherwise: the wall clock.
+pub const DEFAULT_CLOCK: ClockMode = ClockMode::Wall;
+
+/// Whether a clock check runs against the wall clock or against the log's own time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClockMode {
+    /// Production: a message's metric time must be within the skew of this host's clock, in
+    /// both directions.
+    #[default]
+    Wall,
+    /// Replays, whose metric time is simulated and may run ahead of the wall clock at any speed:
+    /// the reference is the latest metric time accepted so far (the log's own clock), and a
+    /// message may be at most the skew ahead of it or behind it. The first message sets it.
+    /// Never for production: a first message far in the future would hold the clock there.
+    Replay,
+}
+
+impl FromStr for ClockMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "wall" => Ok(ClockMode::Wall),
+            "replay" => Ok(ClockMode::Replay),
+            _ => Err(format!("unknown clock `{s}` (valid: wall, replay)")),
+        }
+    }
+}
+
+impl fmt::Display for ClockMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ClockMode::Wall => "wall",
+            ClockMode::Replay => "replay",
+        })
+    }
+}
+
+/// The two-sided skew check of a consumer: a message's metric time at most `max_skew_secs`
+/// behind its clock ([`ContractError::TooOld`]) and at most as far ahead
+/// ([`ContractError::InFuture`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SkewCheck {
+    /// Which clock.
+    pub mode: ClockMode,
+    /// Allowed skew, seconds, each way.
+    pub max_skew_secs: u64,
+    high_water: Option<DateTime<Utc>>,
+}
+
+impl SkewCheck {
+    /// A check of `mode` allowing `max_skew_secs` each way.
+    pub fn new(mode: ClockMode, max_skew_secs: u64) -> Self {
+        SkewCheck {
+            mode,
+            max_skew_secs,
+            high_water: None,
+        }
+    }
+
+    /// Every problem with the setting.
+    pub fn problems(&self) -> Vec<String> {
+        if self.max_skew_secs == 0 || self.max_skew_secs > MAX_MAX_SKEW_SECS {
+            vec![format!(
+                "max skew must be between 1 and {MAX_MAX_SKEW_SECS} s, got {}",
+                self.max_skew_secs
+            )]
+        } else {
+            Vec::new()
+        }
+    }
+
+    /// The clock's current reading: the wall clock `wall_now`, or in a replay the latest metric
+    /// time accepted (`None` before the first).
+    pub fn now(&self, wall_now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        match self.mode {
+            ClockMode::Wall => Some(wall_now),
+            ClockMode::Replay => self.high_water,
+        }
+    }
+
+    /// Check `t` against the clock at `wall_now` (ignored in a replay), and, when it passes,
+    /// advance a replay's clock to it.
+    pub fn check(
+        &mut self,
+        wall_now: DateTime<Utc>,
+        t: DateTime<Utc>,
+    ) -> Result<(), ContractError> {
+        if let Some(now) = self.now(wall_now) {
+            check_skew(now, t, self.max_skew_secs)?;
+        }
+        if self.mode == ClockMode::Replay && self.high_water.is_none_or(|h| t > h) {
+            self.high_water = Some(t);
+        }
+        Ok(())
+    }
 }
 
 /// Decode a message from JSON bytes, checking its schema version before anything else.
@@ -95,8 +287,13 @@ pub fn decode<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T, ContractE
     struct Versioned {
         schema_version: Option<u32>,
     }
-    let v: Versioned =
-        serde_json::from_slice(bytes).map_err(|e| ContractError::Malformed(e.to_string()))?;
+    if bytes.len() > MAX_MESSAGE_BYTES {
+        return Err(ContractError::TooLarge {
+            len: bytes.len(),
+            max: MAX_MESSAGE_BYTES,
+        });
+    }
+    let v: Versioned = serde_json::from_slice(bytes).map_err(malformed)?;
     match v.schema_version {
         Some(SCHEMA_VERSION) => {}
         Some(found) => {
@@ -107,7 +304,7 @@ pub fn decode<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T, ContractE
         }
         None => return Err(ContractError::Malformed("missing `schema_version`".into())),
     }
-    serde_json::from_slice(bytes).map_err(|e| ContractError::Malformed(e.to_string()))
+    serde_json::from_slice(bytes).map_err(malformed)
 }
 
 /// Encode a message as one line of JSON.
@@ -304,6 +501,37 @@ impl VectorId {
     }
 }
 
+impl VectorId {
+    /// The parts of an id written by [`VectorId::new`]: service, poll, metric time (unix ms).
+    /// `None` for any other shape. The service is everything before the last two `@`s (a
+    /// service name with an `@` in it still parses).
+    pub fn parse(&self) -> Option<(&str, u64, i64)> {
+        let (rest, ms) = self.0.rsplit_once('@')?;
+        let (service, poll) = rest.rsplit_once('@')?;
+        if service.is_empty() {
+            return None;
+        }
+        Some((service, poll.parse().ok()?, ms.parse().ok()?))
+    }
+
+    /// Check the id names `service` (a vote or decision must not steer another service), and
+    /// has the shape of [`VectorId::new`].
+    pub fn check_service(&self, service: &str) -> Result<(), ContractError> {
+        match self.parse() {
+            None => Err(ContractError::Inconsistent(format!(
+                "vector id `{}` is not `<service>@<poll>@<unix ms>`",
+                truncate_text(&self.0, 80)
+            ))),
+            Some((s, _, _)) if s != service => Err(ContractError::Inconsistent(format!(
+                "vector id names service `{}` but the message is for `{}`",
+                truncate_text(s, 80),
+                truncate_text(service, 80)
+            ))),
+            Some(_) => Ok(()),
+        }
+    }
+}
+
 impl fmt::Display for VectorId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
@@ -346,8 +574,9 @@ pub struct FeatureVector {
 }
 
 impl FeatureVector {
-    /// Check the contract: version, non-empty service, finite non-negative features, and that
-    /// the metrics are no older than `max_skew_secs` at `now` (skipped when `now` is `None`).
+    /// Check the contract: version, non-empty bounded texts, a vector id naming the vector's
+    /// service, finite non-negative features, and that the metrics are within `max_skew_secs`
+    /// of `now` in either direction (skipped when `now` is `None`; see [`SkewCheck`]).
     pub fn validate(
         &self,
         now: Option<DateTime<Utc>>,
@@ -360,6 +589,10 @@ impl FeatureVector {
         if self.vector_id.0.is_empty() {
             return Err(ContractError::Empty("vector_id"));
         }
+        check_len("service", &self.service, MAX_SERVICE_LEN)?;
+        check_len("vector_id", &self.vector_id.0, MAX_VECTOR_ID_LEN)?;
+        check_opt_len("stale_reason", &self.stale_reason, MAX_REASON_LEN)?;
+        self.vector_id.check_service(&self.service)?;
         self.features.validate()?;
         if let Some(now) = now {
             check_skew(now, self.metric_time, max_skew_secs)?;
@@ -384,10 +617,18 @@ fn check_skew(
     t: DateTime<Utc>,
     max_skew_secs: u64,
 ) -> Result<(), ContractError> {
+    // Both ends are valid `DateTime`s, so their difference fits a `TimeDelta` (±262 000 years
+    // against its ±292 million): no overflow.
     let age = (now - t).num_milliseconds() as f64 / 1000.0;
     if age > max_skew_secs as f64 {
         return Err(ContractError::TooOld {
             age_secs: age,
+            max_skew_secs,
+        });
+    }
+    if -age > max_skew_secs as f64 {
+        return Err(ContractError::InFuture {
+            ahead_secs: -age,
             max_skew_secs,
         });
     }
@@ -485,13 +726,20 @@ impl Vote {
         }
     }
 
-    /// Check the contract: version, probabilities in [0, 1], prediction 0/1 consistent with an
-    /// abstention.
+    /// Check the contract: version, non-empty bounded texts, a vector id naming the vote's
+    /// service, probabilities in [0, 1], prediction 0/1 consistent with an abstention. (The
+    /// vote's time is checked by the scaler's [`SkewCheck`]: a stale vote is held, not
+    /// dead-lettered.)
     pub fn validate(&self) -> Result<(), ContractError> {
         check_version(self.schema_version)?;
         if self.service.is_empty() {
             return Err(ContractError::Empty("service"));
         }
+        check_len("service", &self.service, MAX_SERVICE_LEN)?;
+        check_len("vector_id", &self.vector_id.0, MAX_VECTOR_ID_LEN)?;
+        check_len("model_version", &self.model_version, MAX_MODEL_VERSION_LEN)?;
+        check_opt_len("abstain_reason", &self.abstain_reason, MAX_REASON_LEN)?;
+        self.vector_id.check_service(&self.service)?;
         check_probability("probability", self.probability)?;
         check_probability("confidence", self.confidence)?;
         check_probability("probability_one_fewer", self.probability_one_fewer)?;
@@ -673,28 +921,81 @@ pub struct Decision {
     pub dry_run: bool,
 }
 
+impl Decision {
+    /// Check the contract: version, bounded texts and lists, a vector id naming the service,
+    /// finite numbers (what a decision read back from the log or the outbox must satisfy).
+    pub fn validate(&self) -> Result<(), ContractError> {
+        check_version(self.schema_version)?;
+        if self.service.is_empty() {
+            return Err(ContractError::Empty("service"));
+        }
+        check_len("service", &self.service, MAX_SERVICE_LEN)?;
+        check_len("vector_id", &self.vector_id.0, MAX_VECTOR_ID_LEN)?;
+        check_len("reason", &self.reason, MAX_REASON_LEN)?;
+        for a in &self.adjustments {
+            check_len("adjustments[]", a, MAX_REASON_LEN)?;
+        }
+        for (field, n) in [
+            ("adjustments", self.adjustments.len()),
+            ("votes", self.votes.len()),
+            ("missing_models", self.missing_models.len()),
+        ] {
+            if n > MAX_LIST_LEN {
+                return Err(ContractError::OutOfRange {
+                    field: field.into(),
+                    value: n as f64,
+                    range: "at most 32 entries",
+                });
+            }
+        }
+        for v in &self.votes {
+            check_len(
+                "votes[].model_version",
+                &v.model_version,
+                MAX_MODEL_VERSION_LEN,
+            )?;
+            check_opt_len("votes[].abstain_reason", &v.abstain_reason, MAX_REASON_LEN)?;
+        }
+        if !self.confidence.is_finite() {
+            return Err(ContractError::NonFinite {
+                field: "confidence".into(),
+            });
+        }
+        if self.weighted_score.is_some_and(|w| !w.is_finite()) {
+            return Err(ContractError::NonFinite {
+                field: "weighted_score".into(),
+            });
+        }
+        self.vector_id.check_service(&self.service)
+    }
+
+    /// This decision with every free text cut to its bound and every list to
+    /// [`MAX_LIST_LEN`] (the scaler builds reasons from error messages it does not control).
+    pub fn bounded(mut self) -> Decision {
+        self.reason = truncate_text(&self.reason, MAX_REASON_LEN);
+        if self.adjustments.len() > MAX_LIST_LEN {
+            let dropped = self.adjustments.len() - (MAX_LIST_LEN - 1);
+            self.adjustments.truncate(MAX_LIST_LEN - 1);
+            self.adjustments.push(format!("… and {dropped} more"));
+        }
+        for a in &mut self.adjustments {
+            *a = truncate_text(a, MAX_REASON_LEN);
+        }
+        self.votes.truncate(MAX_LIST_LEN);
+        self.missing_models.truncate(MAX_LIST_LEN);
+        self
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn vector() -> FeatureVector {
-        let t = DateTime::from_timestamp(1_720_000_000, 0).unwrap();
-        FeatureVector {
-            schema_version: SCHEMA_VERSION,
-            vector_id: VectorId::new("orders", 42, t),
-            timestamp: t,
-            metric_time: t,
-            service: "orders".into(),
-            poll: 42,
-            replicas: Some(3),
-            stale: false,
-            stale_reason: None,
-            features: Features {
-                request_rate_rps: Some(41.2),
-                p95_latency_ms: None,
-                ..Features::default()
-            },
-        }
+        fixtures::vector("orders", 42)
+            .replicas(3)
+            .with(|f| f.request_rate_rps = Some(41.2))
+            .build()
     }
 
     #[test]
@@ -758,24 +1059,14 @@ mod tests {
 
     #[test]
     fn vote_ballot_and_validation() {
-        let t = DateTime::from_timestamp(1_720_000_000, 0).unwrap();
-        let mut vote = Vote {
-            schema_version: 1,
-            vector_id: VectorId::new("orders", 1, t),
-            timestamp: t,
-            metric_time: t,
-            service: "orders".into(),
-            model: ModelKind::Xgboost,
-            model_version: "x".into(),
-            prediction: Some(1),
-            probability: Some(0.9),
-            confidence: Some(0.9),
-            threshold: 0.5,
-            abstain_reason: None,
-            replicas: Some(2),
-            probability_one_fewer: None,
-            p95_latency_ms: None,
-        };
+        let mut vote = fixtures::vote(
+            &VectorId::new("orders", 1, fixtures::t0()).0,
+            ModelKind::Xgboost,
+        )
+        .up()
+        .replicas(2)
+        .version("x")
+        .build();
         assert_eq!(vote.ballot(), Ballot::Up);
         assert!(vote.validate().is_ok());
         vote.probability = Some(1.5);
@@ -788,6 +1079,111 @@ mod tests {
         vote.prediction = Some(2);
         vote.probability = Some(0.5);
         assert!(vote.validate().is_err());
+    }
+
+    #[test]
+    fn skew_is_checked_both_ways_and_far_future_never_panics() {
+        let v = vector();
+        let t = v.metric_time;
+        // 61 s ahead of the clock: a bad clock, not a fresh vector (issue 15, critical 1).
+        assert!(matches!(
+            v.validate(Some(t - chrono::Duration::seconds(61)), 60),
+            Err(ContractError::InFuture { .. })
+        ));
+        assert!(v
+            .validate(Some(t - chrono::Duration::seconds(59)), 60)
+            .is_ok());
+        // The largest time chrono can hold, against the smallest: refused, no overflow.
+        let mut far = vector();
+        far.metric_time = DateTime::<Utc>::MAX_UTC;
+        far.vector_id = VectorId::new("orders", 1, far.metric_time);
+        assert!(matches!(
+            far.validate(Some(DateTime::<Utc>::MIN_UTC), 60),
+            Err(ContractError::InFuture { .. })
+        ));
+        let json = encode(&far);
+        let back: FeatureVector = decode(&json).unwrap();
+        assert!(back.validate(Some(Utc::now()), 60).is_err());
+    }
+
+    #[test]
+    fn the_replay_clock_follows_the_log_and_refuses_jumps() {
+        let t = |s: i64| DateTime::from_timestamp(1_720_000_000 + s, 0).unwrap();
+        let wall = DateTime::from_timestamp(1_000, 0).unwrap(); // ignored in a replay
+        let mut c = SkewCheck::new(ClockMode::Replay, 60);
+        assert!(
+            c.check(wall, t(0)).is_ok(),
+            "the first message sets the clock"
+        );
+        assert!(c.check(wall, t(30)).is_ok());
+        assert!(c.check(wall, t(30)).is_ok(), "another service, same poll");
+        assert!(matches!(
+            c.check(wall, t(30 + 61)),
+            Err(ContractError::InFuture { .. })
+        ));
+        assert_eq!(
+            c.now(wall),
+            Some(t(30)),
+            "a refused message does not move it"
+        );
+        assert!(matches!(
+            c.check(wall, t(30 - 61)),
+            Err(ContractError::TooOld { .. })
+        ));
+        let mut w = SkewCheck::new(ClockMode::Wall, 60);
+        assert!(w.check(t(0), t(0)).is_ok());
+        assert!(w.check(t(100), t(0)).is_err());
+        assert_eq!(w.now(t(5)), Some(t(5)));
+        assert!(SkewCheck::new(ClockMode::Wall, 0).problems().len() == 1);
+        assert!(SkewCheck::new(ClockMode::Wall, u64::MAX).problems().len() == 1);
+        assert_eq!("replay".parse::<ClockMode>().unwrap(), ClockMode::Replay);
+    }
+
+    #[test]
+    fn free_text_is_bounded_and_parser_errors_do_not_echo_the_input() {
+        let mut v = vector();
+        v.stale_reason = Some("x".repeat(MAX_REASON_LEN + 1));
+        assert!(matches!(
+            v.validate(None, 60),
+            Err(ContractError::TooLong {
+                field: "stale_reason",
+                ..
+            })
+        ));
+        let huge = vec![b' '; MAX_MESSAGE_BYTES + 1];
+        assert!(matches!(
+            decode::<FeatureVector>(&huge),
+            Err(ContractError::TooLarge { .. })
+        ));
+        // serde quotes an unknown variant: the message stays short.
+        let bad = format!(r#"{{"schema_version":1,"model":"{}"}}"#, "m".repeat(20_000));
+        let e = decode::<Vote>(bad.as_bytes()).unwrap_err().to_string();
+        assert!(e.len() <= MAX_ERROR_LEN + 64, "{} bytes", e.len());
+        // `…` is 3 bytes; a cut never splits the `é`.
+        assert_eq!(truncate_text("héllo", 5), "h…");
+        assert_eq!(truncate_text("héllo", 3), "…");
+        assert_eq!(truncate_text("ok", 2), "ok");
+    }
+
+    #[test]
+    fn a_vector_id_must_name_the_messages_service() {
+        let t = DateTime::from_timestamp(1_720_000_000, 0).unwrap();
+        let id = VectorId::new("front-end", 7, t);
+        assert_eq!(id.parse(), Some(("front-end", 7, 1_720_000_000_000)));
+        assert_eq!(VectorId("a@b@c@1@2".into()).parse(), Some(("a@b@c", 1, 2)));
+        assert!(VectorId("x".into()).parse().is_none());
+        assert!(VectorId("@1@2".into()).parse().is_none());
+        assert!(id.check_service("front-end").is_ok());
+        assert!(matches!(
+            id.check_service("orders"),
+            Err(ContractError::Inconsistent(_))
+        ));
+        let mut v = vector();
+        v.vector_id = id;
+        assert!(matches!(
+            v.validate(None, 60),
+            Err(ContractError::Inconsistent(_))
+        ));
     }
 
     #[test]

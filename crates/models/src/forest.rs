@@ -24,12 +24,14 @@ use smartcore::tree::decision_tree_classifier::{
     DecisionTreeClassifier, DecisionTreeClassifierParameters,
 };
 
-use crate::{hyper, Dataset, FileFeatures, ModelError, TrainParams};
+use crate::artefact::{decode, encode, FileFeatures, Format, OwnFormat};
+use crate::engine::{hyper, Engine};
+use crate::params::{Checked, ForestParams};
+use crate::Dataset;
+use crate::ModelError;
 
 /// Fraction of the features each tree sees.
 pub const FEATURE_FRACTION: f64 = 0.5;
-const MODEL_FORMAT: &str = "autoscaler-random-forest";
-const MODEL_FORMAT_VERSION: u32 = 1;
 
 type Tree = DecisionTreeClassifier<f64, u32, DenseMatrix<f64>, Vec<u32>>;
 
@@ -41,22 +43,13 @@ struct ForestTree {
 }
 
 /// The fitted forest.
-#[derive(Debug)]
 pub(crate) struct Forest {
-    trees: Vec<ForestTree>,
+    body: Body,
 }
 
-#[derive(Serialize)]
-struct FileOut<'a> {
-    format: &'a str,
-    format_version: u32,
-    feature_names: &'a [String],
-    trees: &'a [ForestTree],
-}
-
-#[derive(Deserialize)]
-struct FileIn {
-    feature_names: Vec<String>,
+/// `model.json` after its envelope.
+#[derive(Serialize, Deserialize)]
+struct Body {
     trees: Vec<ForestTree>,
 }
 
@@ -65,9 +58,9 @@ fn sc_err(context: String) -> impl FnOnce(smartcore::error::Failed) -> ModelErro
 }
 
 impl Forest {
-    pub(crate) fn train(
+    pub(crate) fn fit(
         data: &Dataset,
-        params: &TrainParams,
+        params: &Checked<ForestParams>,
     ) -> Result<(Self, serde_json::Value), ModelError> {
         let n_features = data.feature_names.len();
         let subset = ((FEATURE_FRACTION * n_features as f64).ceil() as usize).clamp(1, n_features);
@@ -80,8 +73,8 @@ impl Forest {
             (pos.len(), neg.len())
         };
         let mut rng = ChaCha8Rng::seed_from_u64(params.seed);
-        let mut trees = Vec::with_capacity(params.rf_trees);
-        for t in 0..params.rf_trees {
+        let mut trees = Vec::with_capacity(params.trees);
+        for t in 0..params.trees {
             let mut features = sample(&mut rng, n_features, subset).into_vec();
             features.sort_unstable();
             let mut x = Vec::with_capacity(n);
@@ -96,7 +89,7 @@ impl Forest {
             let x = DenseMatrix::from_2d_vec(&x)
                 .map_err(sc_err(format!("building the matrix of tree {t}")))?;
             let tree_params = DecisionTreeClassifierParameters {
-                max_depth: params.rf_max_depth,
+                max_depth: params.max_depth,
                 seed: Some(params.seed.wrapping_add(t as u64)),
                 ..DecisionTreeClassifierParameters::default()
             };
@@ -105,10 +98,10 @@ impl Forest {
             trees.push(ForestTree { features, tree });
         }
         let hp = hyper(&[
-            ("n_trees", params.rf_trees.into()),
+            ("n_trees", params.trees.into()),
             (
                 "max_depth",
-                serde_json::to_value(params.rf_max_depth).unwrap_or_default(),
+                serde_json::to_value(params.max_depth).unwrap_or_default(),
             ),
             ("features_per_tree", subset.into()),
             ("feature_fraction", FEATURE_FRACTION.into()),
@@ -129,55 +122,50 @@ impl Forest {
                 "fraction of trees voting for violation".into(),
             ),
         ]);
-        Ok((Forest { trees }, hp))
-    }
-
-    pub(crate) fn to_bytes(&self, feature_names: &[String]) -> Result<Vec<u8>, ModelError> {
-        let file = FileOut {
-            format: MODEL_FORMAT,
-            format_version: MODEL_FORMAT_VERSION,
-            feature_names,
-            trees: &self.trees,
-        };
-        serde_json::to_vec(&file).map_err(|source| ModelError::Json {
-            path: "random_forest/model.json".into(),
-            source,
-        })
+        Ok((
+            Forest {
+                body: Body { trees },
+            },
+            hp,
+        ))
     }
 
     pub(crate) fn from_bytes(
         bytes: &[u8],
         path: &Path,
     ) -> Result<(Self, FileFeatures), ModelError> {
-        let file: FileIn = crate::read_artefact(bytes, path, (MODEL_FORMAT, MODEL_FORMAT_VERSION))?;
-        let bad = |reason: String| ModelError::BadArtefact {
-            path: path.to_path_buf(),
-            reason,
-        };
-        if file.trees.is_empty() {
-            return Err(bad("no trees".into()));
+        decode(bytes, path).map(|(body, features)| (Forest { body }, features))
+    }
+}
+
+impl OwnFormat for Body {
+    const FORMAT: Format = ("autoscaler-random-forest", 1);
+    const FILE: &'static str = "random_forest/model.json";
+
+    fn check(&self, feature_names: &[String]) -> Result<(), String> {
+        if self.trees.is_empty() {
+            return Err("no trees".into());
         }
-        let n = file.feature_names.len();
-        if let Some(t) = file
+        let n = feature_names.len();
+        match self
             .trees
             .iter()
             .find(|t| t.features.iter().any(|f| *f >= n))
         {
-            return Err(bad(format!(
+            Some(t) => Err(format!(
                 "a tree uses feature index {:?} but the file lists {n} features",
                 t.features
-            )));
+            )),
+            None => Ok(()),
         }
-        Ok((
-            Forest { trees: file.trees },
-            FileFeatures::Names(file.feature_names),
-        ))
     }
+}
 
+impl Engine for Forest {
     /// Fraction of trees voting for violation, per row.
-    pub(crate) fn predict(&self, rows: &[&[f64]]) -> Result<Vec<f64>, ModelError> {
+    fn predict(&self, rows: &[&[f64]], _model_file: &[u8]) -> Result<Vec<f64>, ModelError> {
         let mut votes = vec![0usize; rows.len()];
-        for (t, tree) in self.trees.iter().enumerate() {
+        for (t, tree) in self.body.trees.iter().enumerate() {
             let x: Vec<Vec<f64>> = rows
                 .iter()
                 .map(|r| tree.features.iter().map(|f| r[*f]).collect())
@@ -192,7 +180,11 @@ impl Forest {
                 *v += usize::from(class == 1);
             }
         }
-        let n = self.trees.len() as f64;
+        let n = self.body.trees.len() as f64;
         Ok(votes.into_iter().map(|v| v as f64 / n).collect())
+    }
+
+    fn to_bytes(&self, feature_names: &[String]) -> Result<Vec<u8>, ModelError> {
+        encode(&self.body, feature_names)
     }
 }

@@ -14,12 +14,13 @@ use linfa::traits::Fit;
 use ndarray::{Array1, Array2};
 use serde::{Deserialize, Serialize};
 
-use crate::{hyper, Dataset, FileFeatures, ModelError, Preprocessing, TrainParams};
+use crate::artefact::{decode, encode, FileFeatures, Format, OwnFormat};
+use crate::engine::{hyper, Engine};
+use crate::params::{Checked, LogisticParams};
+use crate::{Dataset, ModelError, Preprocessing};
 
 /// Largest duplication factor applied to the minority class.
 pub const MAX_DUPLICATION: usize = 100;
-const MODEL_FORMAT: &str = "autoscaler-logistic-regression";
-const MODEL_FORMAT_VERSION: u32 = 1;
 
 /// The fitted model, in the form saved to `model.json`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -30,30 +31,14 @@ pub(crate) struct Logistic {
     intercept: f64,
 }
 
-#[derive(Serialize)]
-struct FileOut<'a> {
-    format: &'a str,
-    format_version: u32,
-    feature_names: &'a [String],
-    #[serde(flatten)]
-    model: &'a Logistic,
-}
-
-#[derive(Deserialize)]
-struct FileIn {
-    feature_names: Vec<String>,
-    #[serde(flatten)]
-    model: Logistic,
-}
-
 fn sigmoid(z: f64) -> f64 {
     1.0 / (1.0 + (-z).exp())
 }
 
 impl Logistic {
-    pub(crate) fn train(
+    pub(crate) fn fit(
         data: &Dataset,
-        params: &TrainParams,
+        params: &Checked<LogisticParams>,
     ) -> Result<(Self, serde_json::Value), ModelError> {
         let d = data.feature_names.len();
         let n = data.rows.len() as f64;
@@ -111,8 +96,8 @@ impl Logistic {
         let y = Array1::from_vec(targets);
         let dataset = linfa::Dataset::new(x, y);
         let fitted = linfa_logistic::LogisticRegression::default()
-            .alpha(params.lr_alpha)
-            .max_iterations(params.lr_max_iterations)
+            .alpha(params.alpha)
+            .max_iterations(params.max_iterations)
             .fit(&dataset)
             .map_err(|source| ModelError::Logistic {
                 context: "fitting".into(),
@@ -127,8 +112,8 @@ impl Logistic {
             stds,
         };
         let hp = hyper(&[
-            ("alpha", params.lr_alpha.into()),
-            ("max_iterations", params.lr_max_iterations.into()),
+            ("alpha", params.alpha.into()),
+            ("max_iterations", params.max_iterations.into()),
             ("solver", "lbfgs".into()),
             ("class_weighting", params.class_weighting.into()),
             ("minority_duplication", dup.into()),
@@ -136,53 +121,11 @@ impl Logistic {
         Ok((model, hp))
     }
 
-    pub(crate) fn preprocessing(&self) -> Preprocessing {
-        Preprocessing::Standardise {
-            means: self.means.clone(),
-            stds: self.stds.clone(),
-        }
-    }
-
-    pub(crate) fn to_bytes(&self, feature_names: &[String]) -> Result<Vec<u8>, ModelError> {
-        let file = FileOut {
-            format: MODEL_FORMAT,
-            format_version: MODEL_FORMAT_VERSION,
-            feature_names,
-            model: self,
-        };
-        serde_json::to_vec_pretty(&file).map_err(|source| ModelError::Json {
-            path: "logistic_regression/model.json".into(),
-            source,
-        })
-    }
-
     pub(crate) fn from_bytes(
         bytes: &[u8],
         path: &Path,
     ) -> Result<(Self, FileFeatures), ModelError> {
-        let file: FileIn = crate::read_artefact(bytes, path, (MODEL_FORMAT, MODEL_FORMAT_VERSION))?;
-        let bad = |reason: String| ModelError::BadArtefact {
-            path: path.to_path_buf(),
-            reason,
-        };
-        let d = file.feature_names.len();
-        let m = &file.model;
-        if m.means.len() != d || m.stds.len() != d || m.coefficients.len() != d {
-            return Err(bad(format!(
-                "{d} features but {} means, {} stds, {} coefficients",
-                m.means.len(),
-                m.stds.len(),
-                m.coefficients.len()
-            )));
-        }
-        let all = m.means.iter().chain(&m.stds).chain(&m.coefficients);
-        if !m.intercept.is_finite() || all.clone().any(|v| !v.is_finite()) {
-            return Err(bad("non-finite parameter".into()));
-        }
-        if m.stds.iter().any(|s| *s <= 0.0) {
-            return Err(bad("a standard deviation is not positive".into()));
-        }
-        Ok((file.model, FileFeatures::Names(file.feature_names)))
+        decode(bytes, path)
     }
 
     /// P(violation) of one (already checked) row.
@@ -196,5 +139,52 @@ impl Logistic {
             .sum::<f64>()
             + self.intercept;
         sigmoid(z)
+    }
+}
+
+impl OwnFormat for Logistic {
+    const FORMAT: Format = ("autoscaler-logistic-regression", 1);
+    const FILE: &'static str = "logistic_regression/model.json";
+    const PRETTY: bool = true;
+
+    fn check(&self, feature_names: &[String]) -> Result<(), String> {
+        let d = feature_names.len();
+        if self.means.len() != d || self.stds.len() != d || self.coefficients.len() != d {
+            return Err(format!(
+                "{d} features but {} means, {} stds, {} coefficients",
+                self.means.len(),
+                self.stds.len(),
+                self.coefficients.len()
+            ));
+        }
+        let all = self
+            .means
+            .iter()
+            .chain(&self.stds)
+            .chain(&self.coefficients);
+        if !self.intercept.is_finite() || all.clone().any(|v| !v.is_finite()) {
+            return Err("non-finite parameter".into());
+        }
+        if self.stds.iter().any(|s| *s <= 0.0) {
+            return Err("a standard deviation is not positive".into());
+        }
+        Ok(())
+    }
+}
+
+impl Engine for Logistic {
+    fn predict(&self, rows: &[&[f64]], _model_file: &[u8]) -> Result<Vec<f64>, ModelError> {
+        Ok(rows.iter().map(|r| self.predict_one(r)).collect())
+    }
+
+    fn to_bytes(&self, feature_names: &[String]) -> Result<Vec<u8>, ModelError> {
+        encode(self, feature_names)
+    }
+
+    fn preprocessing(&self) -> Preprocessing {
+        Preprocessing::Standardise {
+            means: self.means.clone(),
+            stds: self.stds.clone(),
+        }
     }
 }

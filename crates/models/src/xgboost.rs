@@ -6,16 +6,21 @@
 //! `Booster.save_model("model.json")` writes and reads.
 
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 
 use xgb::{parameters::BoosterParameters, Booster, DMatrix};
 
-use crate::{hyper, Dataset, FileFeatures, ModelError, TrainParams};
+use crate::artefact::FileFeatures;
+use crate::engine::{hyper, Engine};
+use crate::params::{Checked, XgbParams};
+use crate::{Dataset, ModelError};
 
 /// A fitted booster. `Booster` is `Send` but not `Sync` (prediction mutates the learner), hence
-/// the mutex.
+/// the mutex. A loaded model creates its booster from the model's JSON on first use (only
+/// reference predictions need it: the native engine predicts), so a service that loads a model
+/// never pays libxgboost's load time or memory.
 pub(crate) struct XgbModel {
-    booster: Mutex<Booster>,
+    booster: OnceLock<Mutex<Booster>>,
 }
 
 fn xgb_err(context: &str) -> impl FnOnce(xgb::XGBError) -> ModelError + '_ {
@@ -35,9 +40,9 @@ fn dense(rows: &[&[f64]]) -> Result<DMatrix, ModelError> {
 }
 
 impl XgbModel {
-    pub(crate) fn train(
+    pub(crate) fn fit(
         data: &Dataset,
-        params: &TrainParams,
+        params: &Checked<XgbParams>,
     ) -> Result<(Self, serde_json::Value), ModelError> {
         let rows: Vec<&[f64]> = data.rows.iter().map(Vec::as_slice).collect();
         let mut dtrain = dense(&rows)?;
@@ -61,8 +66,8 @@ impl XgbModel {
             ("objective", "binary:logistic".into()),
             ("eval_metric", "logloss".into()),
             ("tree_method", "hist".into()),
-            ("max_depth", params.xgb_max_depth.to_string()),
-            ("eta", params.xgb_eta.to_string()),
+            ("max_depth", params.max_depth.to_string()),
+            ("eta", params.eta.to_string()),
             ("scale_pos_weight", scale_pos_weight.to_string()),
             ("seed", params.seed.to_string()),
             // One thread: deterministic and frugal; the data sets are small.
@@ -81,7 +86,7 @@ impl XgbModel {
         booster
             .set_feature_names(&names)
             .map_err(xgb_err("setting feature names"))?;
-        for round in 0..params.xgb_rounds {
+        for round in 0..params.rounds {
             booster
                 .update(&dtrain, round as i32)
                 .map_err(xgb_err("training"))?;
@@ -90,22 +95,14 @@ impl XgbModel {
             .iter()
             .map(|(k, v)| (*k, serde_json::Value::String(v.clone())))
             .collect();
-        hp.push(("num_boost_round", params.xgb_rounds.into()));
+        hp.push(("num_boost_round", params.rounds.into()));
         hp.push(("class_weighting", params.class_weighting.into()));
         Ok((
             XgbModel {
-                booster: Mutex::new(booster),
+                booster: OnceLock::from(Mutex::new(booster)),
             },
             hyper(&hp),
         ))
-    }
-
-    /// XGBoost JSON of the model.
-    pub(crate) fn to_bytes(&self) -> Result<Vec<u8>, ModelError> {
-        let booster = self.booster.lock().map_err(|_| ModelError::Poisoned)?;
-        booster
-            .save_buffer(false)
-            .map_err(xgb_err("serialising the model to JSON"))
     }
 
     /// Load XGBoost JSON; also report the features the file declares.
@@ -147,26 +144,53 @@ impl XgbModel {
         } else {
             FileFeatures::Names(names)
         };
-        let mut booster = Booster::load_buffer(bytes).map_err(xgb_err("loading the model"))?;
-        booster
-            .set_param("nthread", "1")
-            .map_err(xgb_err("setting nthread"))?;
         Ok((
             XgbModel {
-                booster: Mutex::new(booster),
+                booster: OnceLock::new(),
             },
             features,
         ))
     }
 
-    /// P(violation) per row; NaN = missing.
-    pub(crate) fn predict(&self, rows: &[&[f64]]) -> Result<Vec<f64>, ModelError> {
+    /// The booster, created from `json` (the model file) on first use.
+    fn booster(&self, json: &[u8]) -> Result<&Mutex<Booster>, ModelError> {
+        if let Some(b) = self.booster.get() {
+            return Ok(b);
+        }
+        let mut booster = Booster::load_buffer(json).map_err(xgb_err("loading the model"))?;
+        booster
+            .set_param("nthread", "1")
+            .map_err(xgb_err("setting nthread"))?;
+        // Two first uses at once: one booster is kept, the other dropped.
+        let _ = self.booster.set(Mutex::new(booster));
+        self.booster.get().ok_or(ModelError::Poisoned)
+    }
+}
+
+impl Engine for XgbModel {
+    /// P(violation) per row through the C API; NaN = missing.
+    fn predict(&self, rows: &[&[f64]], model_file: &[u8]) -> Result<Vec<f64>, ModelError> {
         let dmat = dense(rows)?;
-        let booster = self.booster.lock().map_err(|_| ModelError::Poisoned)?;
+        let booster = self
+            .booster(model_file)?
+            .lock()
+            .map_err(|_| ModelError::Poisoned)?;
         let out = booster.predict(&dmat).map_err(xgb_err("predicting"))?;
         Ok(out
             .into_iter()
             .map(|p| f64::from(p).clamp(0.0, 1.0))
             .collect())
+    }
+    /// XGBoost JSON of the model (it holds the feature names itself).
+    fn to_bytes(&self, _feature_names: &[String]) -> Result<Vec<u8>, ModelError> {
+        let booster = self
+            .booster
+            .get()
+            .ok_or(ModelError::NotSaveable)?
+            .lock()
+            .map_err(|_| ModelError::Poisoned)?;
+        booster
+            .save_buffer(false)
+            .map_err(xgb_err("serialising the model to JSON"))
     }
 }

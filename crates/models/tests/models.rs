@@ -4,8 +4,9 @@ use std::path::Path;
 
 use autoscaler_contract::{Features, ModelKind};
 use autoscaler_models::{
-    artefacts_present, default_feature_names, input_row, input_row_one_fewer, load, load_expecting,
-    save, train, Dataset, MetadataExtra, Model, ModelError, ModelMetadata, TrainParams,
+    artefacts_present, default_feature_names, input_row, input_row_one_fewer, load,
+    load_consistent, load_expecting, save, train, Dataset, MetadataExtra, Model, ModelError,
+    ModelMetadata, TrainParams,
 };
 use proptest::prelude::*;
 use rand::{Rng, SeedableRng};
@@ -246,6 +247,28 @@ fn metadata_feature_list_differing_from_model_file_is_refused() {
             "{msg}"
         );
     }
+}
+
+/// Issue 15, item 14: a `model.json` that does not match its `metadata.json` (another
+/// training's file copied over) is refused by the reload path; `load` only warns.
+#[test]
+fn a_model_file_not_matching_its_metadata_is_refused_on_reload() {
+    let (data, _) = synthetic(300, 9);
+    let dir = tempdir("reload-mismatch");
+    let kind = ModelKind::LogisticRegression;
+    let model = train(kind, &data, &fast_params()).unwrap();
+    save(model.as_ref(), &dir, &extra()).unwrap();
+    assert!(load_consistent(kind, &dir).is_ok());
+    edit_metadata(&dir, kind, |m| {
+        m["version"] = "logistic_regression-00000000".into()
+    });
+    assert!(load(kind, &dir).is_ok(), "start-up load still only warns");
+    let err = load_consistent(kind, &dir).unwrap_err();
+    assert!(matches!(err, ModelError::BadArtefact { .. }), "{err:?}");
+    assert!(
+        err.to_string().contains("logistic_regression-00000000"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -16,7 +16,7 @@ pub const WINDOW_SECS: f64 = 60.0;
 /// Utilisation used in the latency formula is capped here (and set here while a backlog
 /// remains): the M/M/1 law diverges at 1, while a real saturated service is bounded by its
 /// queue.
-const RHO_MAX: f64 = 0.95;
+pub(crate) const RHO_MAX: f64 = 0.95;
 /// A poll more than this after the previous one simulates only the last day of the gap.
 const MAX_CATCH_UP_SECS: f64 = 86_400.0;
 
@@ -339,7 +339,7 @@ impl ReplayFeed {
 
 /// Quantile `q` of a mixture of shifted exponentials `(weight, shift, mean)`: component `i` is
 /// `shift_i + Exp(mean_i)`. `None` when the total weight is 0.
-fn mixture_quantile(components: &[(f64, f64, f64)], q: f64) -> Option<f64> {
+pub(crate) fn mixture_quantile(components: &[(f64, f64, f64)], q: f64) -> Option<f64> {
     let total: f64 = components.iter().map(|c| c.0).sum();
     if total <= 0.0 {
         return None;

@@ -1,14 +1,14 @@
 //! Labels for training: will the SLA be violated in the next polls?
 
-/// An error rate at or above this percentage counts as an SLA violation, whatever the latency
-/// (a service that fails most requests has no meaningful p95, often none at all).
-pub const ERROR_VIOLATION_PCT: f64 = 50.0;
+use autoscaler_contract::within_sla;
+pub use autoscaler_contract::ERROR_VIOLATION_PCT;
 
 /// Label each poll with "the SLA is violated in one of the next `horizon` polls".
 ///
-/// Poll `j` *violates* when `p95[j] > sla_ms` or `error_pct[j] >= 50`
-/// ([`ERROR_VIOLATION_PCT`]), is *fine* when its p95 is known and ≤ `sla_ms` and it does not
-/// violate, and is *unknown* otherwise (no p95 and no high error rate; NaN counts as missing).
+/// Poll `j` *violates* when `p95[j] > sla_ms` or `error_pct[j] >= 50` ([`ERROR_VIOLATION_PCT`];
+/// the contract's [`autoscaler_contract::violates_sla`]), is *fine* when its p95 is known and
+/// ≤ `sla_ms` and it does not violate, and is *unknown* otherwise (no p95 and no high error
+/// rate; NaN counts as missing).
 /// Then `label[i]` looks at the **future only**, `j` in `i+1 ..= i+horizon` (never `i` itself):
 ///
 /// * `Some(true)` if any of them violates;
@@ -28,15 +28,7 @@ pub fn label_violations(
     let state: Vec<Option<bool>> = p95
         .iter()
         .enumerate()
-        .map(|(j, p)| {
-            let p = p.filter(|v| !v.is_nan());
-            let e = error_pct.get(j).copied().flatten().filter(|v| !v.is_nan());
-            if p.is_some_and(|v| v > sla_ms) || e.is_some_and(|v| v >= ERROR_VIOLATION_PCT) {
-                Some(true)
-            } else {
-                p.map(|_| false)
-            }
-        })
+        .map(|(j, p)| within_sla(*p, error_pct.get(j).copied().flatten(), sla_ms).map(|fine| !fine))
         .collect();
     (0..p95.len())
         .map(|i| {

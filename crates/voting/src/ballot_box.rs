@@ -3,13 +3,20 @@
 //! The box has no clock: every call passes `now`, a monotonic [`Duration`] since any fixed
 //! origin, so the scaler can drive it from tokio's (pausable) clock and tests can drive it by hand.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::time::Duration;
 
 use autoscaler_contract::{ModelKind, VectorId, Vote};
 
 /// Default number of decided vector ids remembered (about ten days of 7 services at 30 s polls).
 pub const DEFAULT_DECIDED_CAPACITY: usize = 200_000;
+/// Default bound on the bytes of the decided ids remembered (ids are at most 301 bytes; typical
+/// ones 30): whichever of the count and the bytes is reached first forgets the oldest.
+pub const DEFAULT_DECIDED_BYTES: usize = 16 << 20;
+/// Default bound on the vectors waiting for votes at once: a vote that would open one more
+/// hands the oldest open ballot out at once, as if its window had run out (a flood of votes on
+/// made-up vectors cycles through the box; complete ballots are decided as they complete).
+pub const DEFAULT_MAX_OPEN: usize = 10_000;
 
 /// What happened to an offered vote.
 #[derive(Debug, Clone, PartialEq)]
@@ -52,6 +59,8 @@ pub struct BoxCounters {
     pub decided_complete: u64,
     /// Vectors handed out because the window ran out.
     pub decided_timeout: u64,
+    /// Of those, handed out early because the box was full.
+    pub evicted: u64,
 }
 
 #[derive(Debug)]
@@ -66,9 +75,16 @@ pub struct BallotBox {
     expected: Vec<ModelKind>,
     window: Duration,
     open: HashMap<VectorId, Pending>,
+    /// (deadline, id) of every open ballot: the next deadline and the due ones in O(log n).
+    deadlines: BTreeSet<(Duration, VectorId)>,
+    max_open: usize,
+    /// Ballots handed out early (the box was full), waiting for the next `expire`.
+    evicted: VecDeque<Ready>,
     decided: HashSet<VectorId>,
     decided_order: VecDeque<VectorId>,
     decided_capacity: usize,
+    decided_bytes: usize,
+    decided_max_bytes: usize,
     counters: BoxCounters,
 }
 
@@ -80,9 +96,14 @@ impl BallotBox {
             expected,
             window,
             open: HashMap::new(),
+            deadlines: BTreeSet::new(),
+            max_open: DEFAULT_MAX_OPEN,
+            evicted: VecDeque::new(),
             decided: HashSet::new(),
             decided_order: VecDeque::new(),
             decided_capacity: DEFAULT_DECIDED_CAPACITY,
+            decided_bytes: 0,
+            decided_max_bytes: DEFAULT_DECIDED_BYTES,
             counters: BoxCounters::default(),
         }
     }
@@ -90,6 +111,18 @@ impl BallotBox {
     /// Remember at most `capacity` decided ids (the oldest are forgotten first).
     pub fn with_decided_capacity(mut self, capacity: usize) -> Self {
         self.decided_capacity = capacity.max(1);
+        self
+    }
+
+    /// Remember decided ids of at most `bytes` bytes in all.
+    pub fn with_decided_bytes(mut self, bytes: usize) -> Self {
+        self.decided_max_bytes = bytes.max(1);
+        self
+    }
+
+    /// At most `n` ballots open at once.
+    pub fn with_max_open(mut self, n: usize) -> Self {
+        self.max_open = n.max(1);
         self
     }
 
@@ -102,6 +135,17 @@ impl BallotBox {
         if self.decided.contains(&vote.vector_id) {
             self.counters.late += 1;
             return Offer::Late;
+        }
+        if !self.open.contains_key(&vote.vector_id) {
+            if self.open.len() >= self.max_open {
+                if let Some((_, oldest)) = self.deadlines.first().cloned() {
+                    let r = self.close(&oldest, false);
+                    self.counters.evicted += 1;
+                    self.evicted.push_back(r);
+                }
+            }
+            self.deadlines
+                .insert((now + self.window, vote.vector_id.clone()));
         }
         let pending = self
             .open
@@ -131,30 +175,53 @@ impl BallotBox {
 
     /// Hand out every vector whose window has passed at `now`, oldest first.
     pub fn expire(&mut self, now: Duration) -> Vec<Ready> {
-        let mut due: Vec<(Duration, VectorId)> = self
-            .open
-            .iter()
-            .filter(|(_, p)| now >= p.first_at + self.window)
-            .map(|(id, p)| (p.first_at, id.clone()))
-            .collect();
-        due.sort();
-        due.into_iter()
-            .map(|(_, id)| self.close(&id, false))
-            .collect()
+        self.expire_at_most(now, usize::MAX)
     }
 
-    /// When the next window runs out, if any vector is open.
+    /// Like [`BallotBox::expire`], at most `n` (the oldest): a caller that decides them one by
+    /// one can read new votes in between.
+    pub fn expire_at_most(&mut self, now: Duration, n: usize) -> Vec<Ready> {
+        let mut out: Vec<Ready> = Vec::new();
+        while out.len() < n {
+            match self.evicted.pop_front() {
+                Some(r) => out.push(r),
+                None => break,
+            }
+        }
+        let due: Vec<VectorId> = self
+            .deadlines
+            .iter()
+            .take_while(|(d, _)| *d <= now)
+            .take(n - out.len())
+            .map(|(_, id)| id.clone())
+            .collect();
+        out.extend(due.into_iter().map(|id| self.close(&id, false)));
+        out
+    }
+
+    /// When the next window runs out, if any vector is open (zero when ballots were handed out
+    /// early and wait for [`BallotBox::expire`]).
     pub fn next_deadline(&self) -> Option<Duration> {
-        self.open.values().map(|p| p.first_at + self.window).min()
+        if !self.evicted.is_empty() {
+            return Some(Duration::ZERO);
+        }
+        self.deadlines.first().map(|(d, _)| *d)
     }
 
     /// Record that `id` was decided (e.g. restored from a store after a restart).
     pub fn mark_decided(&mut self, id: VectorId) {
-        self.open.remove(&id);
+        if let Some(p) = self.open.remove(&id) {
+            self.deadlines
+                .remove(&(p.first_at + self.window, id.clone()));
+        }
         if self.decided.insert(id.clone()) {
+            self.decided_bytes += id.0.len();
             self.decided_order.push_back(id);
-            while self.decided_order.len() > self.decided_capacity {
+            while self.decided_order.len() > self.decided_capacity
+                || (self.decided_bytes > self.decided_max_bytes && self.decided_order.len() > 1)
+            {
                 if let Some(old) = self.decided_order.pop_front() {
+                    self.decided_bytes -= old.0.len();
                     self.decided.remove(&old);
                 }
             }
@@ -178,6 +245,8 @@ impl BallotBox {
 
     fn close(&mut self, id: &VectorId, complete: bool) -> Ready {
         let pending = self.open.remove(id).expect("closing an open ballot");
+        self.deadlines
+            .remove(&(pending.first_at + self.window, id.clone()));
         if complete {
             self.counters.decided_complete += 1;
         } else {
@@ -195,28 +264,10 @@ impl BallotBox {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use autoscaler_contract::SCHEMA_VERSION;
-    use chrono::DateTime;
+    use autoscaler_contract::fixtures;
 
     fn vote(id: &str, model: ModelKind, up: bool) -> Vote {
-        let t = DateTime::from_timestamp(1_720_000_000, 0).unwrap();
-        Vote {
-            schema_version: SCHEMA_VERSION,
-            vector_id: VectorId(id.into()),
-            timestamp: t,
-            metric_time: t,
-            service: "orders".into(),
-            model,
-            model_version: "t".into(),
-            prediction: Some(up as u8),
-            probability: Some(if up { 0.9 } else { 0.1 }),
-            confidence: Some(0.9),
-            threshold: 0.5,
-            abstain_reason: None,
-            replicas: Some(2),
-            probability_one_fewer: None,
-            p95_latency_ms: None,
-        }
+        fixtures::vote(id, model).ballot(up).replicas(2).build()
     }
 
     const S: fn(u64) -> Duration = Duration::from_secs;
@@ -306,5 +357,56 @@ mod tests {
         b.mark_decided(VectorId("z".into()));
         assert!(!b.is_decided(&VectorId("x".into())), "oldest forgotten");
         assert!(b.is_decided(&VectorId("z".into())));
+    }
+
+    /// Medium 11: open ballots are bounded (one more hands the oldest out at once), the
+    /// decided ids are bounded by their bytes, and expiry can be taken in batches.
+    #[test]
+    fn open_ballots_and_decided_bytes_are_bounded() {
+        let mut b = BallotBox::new(ModelKind::ALL.to_vec(), S(5)).with_max_open(3);
+        for (i, id) in ["a", "b", "c"].into_iter().enumerate() {
+            assert_eq!(
+                b.offer(vote(id, ModelKind::Xgboost, true), S(i as u64)),
+                Offer::Pending
+            );
+        }
+        assert_eq!(
+            b.offer(vote("d", ModelKind::Xgboost, true), S(3)),
+            Offer::Pending
+        );
+        assert_eq!(b.open_len(), 3);
+        assert_eq!(b.next_deadline(), Some(S(0)), "the evicted one is due now");
+        assert_eq!(
+            b.offer(vote("a", ModelKind::RandomForest, true), S(3)),
+            Offer::Late
+        );
+        assert_eq!(
+            b.offer(vote("b", ModelKind::RandomForest, true), S(3)),
+            Offer::Pending
+        );
+        let first = b.expire_at_most(S(100), 2);
+        assert_eq!(
+            first
+                .iter()
+                .map(|r| r.vector_id.0.as_str())
+                .collect::<Vec<_>>(),
+            ["a", "b"],
+            "the evicted first, then the oldest, at most two"
+        );
+        assert_eq!(b.next_deadline(), Some(S(7)));
+        assert_eq!(b.expire(S(100)).len(), 2);
+        assert_eq!(b.next_deadline(), None);
+        assert_eq!(b.counters().evicted, 1);
+
+        let mut b = BallotBox::new(vec![ModelKind::Xgboost], S(5)).with_decided_bytes(100);
+        for i in 0..50 {
+            b.mark_decided(VectorId(format!("{i:0>20}")));
+        }
+        assert!(b.is_decided(&VectorId(format!("{:0>20}", 49))));
+        assert!(
+            !b.is_decided(&VectorId(format!("{:0>20}", 44))),
+            "only ~100 bytes kept"
+        );
+        assert!(b.decided_bytes <= 100);
     }
 }

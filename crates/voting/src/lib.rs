@@ -4,7 +4,7 @@
 //! exhaustively:
 //!
 //! * [`rules`]: [`rules::tally`] turns the ballots of one feature vector into a
-//!   [`rules::Tally`] under one of three strategies, exactly as DESIGN.md defines them:
+//!   [`rules::Tally`] under one of three strategies, as the seed project defines them:
 //!   - **majority**: scale up when *more than half of the expected models* vote up; a tie, a
 //!     missing vote or an abstention is not a vote for action;
 //!   - **unanimous**: scale up only when *every expected model* votes up;

@@ -26,8 +26,8 @@ use std::time::Duration;
 
 use autoscaler_bus::{Bus, BusError, Outgoing, Subscription};
 use autoscaler_contract::{
-    decode, encode, Decision, FeatureVector, VectorId, DECISIONS_TOPIC, METRICS_TOPIC,
-    SCHEMA_VERSION,
+    decode, encode, violates_sla, Decision, FeatureVector, VectorId, DECISIONS_TOPIC,
+    METRICS_TOPIC, SCHEMA_VERSION,
 };
 use autoscaler_simulator::{ReplayFeed, ServiceParams, SimulatedCluster, Trace};
 use chrono::{DateTime, Utc};
@@ -289,7 +289,7 @@ async fn run_prometheus(
     let mut report = AggregatorReport::default();
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    tracing::info!(url = %poller.source().url, services = ?services,
+    tracing::info!(url = %prometheus::redact_url(&poller.source().url), services = ?services,
         interval_secs = cfg.poll_interval_secs, mode = ?cfg.mode, "polling Prometheus");
     let mut poll: u64 = 0;
     while planned.is_none_or(|n| poll < n) {
@@ -379,8 +379,9 @@ async fn run_prometheus(
             }
             if publish {
                 deps.bus
-                    .publish(Outgoing::new(&cfg.metrics_topic, &v.service, encode(v)))
+                    .publish_pipelined(Outgoing::new(&cfg.metrics_topic, &v.service, encode(v)))
                     .await?;
+                autoscaler_telemetry::record_vector(v);
             }
             report.vectors += 1;
         }
@@ -465,8 +466,7 @@ async fn run_replay(
             totals.polls += 1;
             totals.replica_seconds += desired as f64 * interval;
             totals.max_replicas = totals.max_replicas.max(desired);
-            let violated = polled.p95_ms.is_some_and(|p| p > r.sla_p95_ms)
-                || polled.error_pct.is_some_and(|e| e >= 50.0);
+            let violated = violates_sla(polled.p95_ms, polled.error_pct, r.sla_p95_ms);
             if violated {
                 totals.violation_polls += 1;
             }
@@ -489,8 +489,9 @@ async fn run_replay(
             }
             if publish {
                 deps.bus
-                    .publish(Outgoing::new(&cfg.metrics_topic, &name, encode(&vector)))
+                    .publish_pipelined(Outgoing::new(&cfg.metrics_topic, &name, encode(&vector)))
                     .await?;
+                autoscaler_telemetry::record_vector(&vector);
                 waiting.insert(vector.vector_id.clone(), name);
             }
             report.vectors += 1;

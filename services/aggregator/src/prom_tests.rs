@@ -412,3 +412,32 @@ async fn a_slow_query_and_an_odd_answer_are_missing_features_not_an_outage() {
     // p50 is +Inf in the stand-in, memory a PromQL error, p99 and CPU as above: 4 of 7.
     assert_eq!(report.missing_features, 4);
 }
+
+/// Medium 10: a `PROMETHEUS_URL` with credentials never reaches a vector, an error or a
+/// `Debug` print (reqwest's errors quote the URL they failed on).
+#[tokio::test]
+async fn credentials_in_the_url_never_reach_a_vector_or_a_debug_print() {
+    let secret = "s3cr3t-pw-9431";
+    let port = TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port(); // closed again: nothing listens there
+    let mut src = source(port, &["orders"], 1);
+    src.url = format!("http://scaler:{secret}@127.0.0.1:{port}/");
+    assert!(!format!("{src:?}").contains(secret));
+    assert_eq!(
+        prometheus::redact_url(&src.url),
+        format!("http://***@127.0.0.1:{port}/")
+    );
+    let poller = prometheus::Poller::new(src.clone()).unwrap();
+    let raw = poller.poll_once(&src.services, chrono::Utc::now()).await;
+    let text = format!("{raw:?}");
+    assert!(text.contains("127.0.0.1"), "{text}");
+    assert!(!text.contains(secret), "{text}");
+    let bad = format!("htp:/scaler:{secret}@[::1");
+    let mut broken = src.clone();
+    broken.url = bad;
+    assert!(!broken.problems(10).join(" ").contains(secret));
+}

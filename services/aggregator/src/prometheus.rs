@@ -226,8 +226,8 @@ impl std::fmt::Debug for Discover {
 /// Default Prometheus base URL: a server on this machine.
 pub const DEFAULT_PROMETHEUS_URL: &str = "http://127.0.0.1:9090";
 
-/// How the Prometheus source runs.
-#[derive(Debug, Clone)]
+/// How the Prometheus source runs. Its `Debug` shows the URL without credentials.
+#[derive(Clone)]
 pub struct PrometheusSource {
     /// Base URL (`http://host:9090`, or a path prefix behind a proxy).
     pub url: String,
@@ -244,6 +244,20 @@ pub struct PrometheusSource {
     pub polls: Option<u64>,
     /// Sent as `Authorization: Bearer …` (Prometheus behind an authenticating proxy).
     pub bearer_token: Option<Secret>,
+}
+
+impl std::fmt::Debug for PrometheusSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PrometheusSource")
+            .field("url", &redact_url(&self.url))
+            .field("services", &self.services)
+            .field("discover", &self.discover)
+            .field("queries", &self.queries)
+            .field("query_timeout", &self.query_timeout)
+            .field("polls", &self.polls)
+            .field("bearer_token", &self.bearer_token)
+            .finish()
+    }
 }
 
 /// A credential: never printed (its `Debug` is redacted).
@@ -297,7 +311,10 @@ impl PrometheusSource {
             p.push("a service name is empty".into());
         }
         if let Err(e) = reqwest::Url::parse(&self.url) {
-            p.push(format!("PROMETHEUS_URL `{}`: {e}", self.url));
+            p.push(redact_in(
+                &format!("PROMETHEUS_URL `{}`: {e}", redact_url(&self.url)),
+                &self.url,
+            ));
         }
         let interval = Duration::from_secs(poll_interval_secs);
         if self.query_timeout < Duration::from_millis(100) || self.query_timeout > interval / 2 {
@@ -363,33 +380,70 @@ pub async fn ask(query: prometheus_http_query::InstantQueryBuilder) -> Answer {
         }
     };
     let status = response.status();
-    let body = match response.bytes().await {
-        Ok(b) => b,
-        Err(e) => return Answer::Unreachable(format!("HTTP {status}: reading the answer: {e}")),
-    };
+    let mut response = response;
+    // Read with a size limit: one number never needs more; a huge answer (a query that selects
+    // every series, a hostile proxy) is refused, not buffered.
+    let mut body = Vec::new();
+    loop {
+        match response.chunk().await {
+            Ok(Some(c)) => {
+                if body.len() + c.len() > MAX_ANSWER_BYTES {
+                    return Answer::Missing(format!(
+                        "HTTP {status}: the answer is over {MAX_ANSWER_BYTES} bytes"
+                    ));
+                }
+                body.extend_from_slice(&c);
+            }
+            Ok(None) => break,
+            Err(e) => {
+                return Answer::Unreachable(format!("HTTP {status}: reading the answer: {e}"))
+            }
+        }
+    }
+    read_answer(status, &body)
+}
+
+/// Largest Prometheus answer read, bytes (one instant value is a few hundred).
+pub const MAX_ANSWER_BYTES: usize = 1 << 20;
+
+/// Turn one HTTP answer of the Prometheus API (its status and body) into an [`Answer`]. Total:
+/// no body panics (fuzzed).
+pub fn read_answer(status: reqwest::StatusCode, body: &[u8]) -> Answer {
     let refused = matches!(status.as_u16(), 401 | 403 | 407);
     // A proxy or load balancer with no healthy Prometheus behind it.
     let upstream_down = matches!(status.as_u16(), 502..=504);
-    match serde_json::from_slice::<Envelope>(&body) {
+    // Texts from the answer (Prometheus's error, serde's message quoting the body) are cut:
+    // they become a vector's bounded `stale_reason`.
+    let cut = |t: &str| autoscaler_contract::truncate_text(t, autoscaler_contract::MAX_ERROR_LEN);
+    match serde_json::from_slice::<Envelope>(body) {
         Ok(Envelope::Success { data }) => interpret(data),
         Ok(Envelope::Error { error, .. }) if refused => {
-            Answer::Refused(format!("HTTP {status}: {error}"))
+            Answer::Refused(format!("HTTP {status}: {}", cut(&error)))
         }
         // Prometheus's own query timeout comes back as 503 `timeout`: a slow query, not an
         // outage; like every PromQL error (bad query, 422 execution error …) the feature is
         // missing.
         Ok(Envelope::Error { error_type, error }) if !upstream_down || error_type == "timeout" => {
-            Answer::Missing(format!("query failed: {error_type}: {error}"))
+            Answer::Missing(format!(
+                "query failed: {}: {}",
+                cut(&error_type),
+                cut(&error)
+            ))
         }
-        Ok(Envelope::Error { error, .. }) => Answer::Unreachable(format!("HTTP {status}: {error}")),
+        Ok(Envelope::Error { error, .. }) => {
+            Answer::Unreachable(format!("HTTP {status}: {}", cut(&error)))
+        }
         Err(_) if refused => Answer::Refused(format!(
             "HTTP {status} (check the bearer token / access to Prometheus)"
         )),
         Err(e) if status.is_success() => {
             // Prometheus answered, with something we do not read (e.g. a string result).
-            Answer::Missing(format!("unreadable answer: {e}"))
+            Answer::Missing(format!("unreadable answer: {}", cut(&e.to_string())))
         }
-        Err(e) => Answer::Unreachable(format!("HTTP {status}: not a Prometheus API answer ({e})")),
+        Err(e) => Answer::Unreachable(format!(
+            "HTTP {status}: not a Prometheus API answer ({})",
+            cut(&e.to_string())
+        )),
     }
 }
 
@@ -419,6 +473,37 @@ pub fn interpret(result: prometheus_http_query::response::PromqlResult) -> Answe
     }
 }
 
+/// Where the credentials of `url` are (`user:password` before the last `@`), if it has any;
+/// also for a URL that does not parse.
+fn userinfo(url: &str) -> Option<(usize, usize)> {
+    let head = &url[..url.find(['?', '#']).unwrap_or(url.len())];
+    let at = head.rfind('@')?;
+    let start = head[..at].find("://").map_or(0, |i| i + 3);
+    Some((start, at))
+}
+
+/// `url` with its credentials (`user:password@`) replaced by `***@`, for logs and errors.
+pub fn redact_url(url: &str) -> String {
+    match userinfo(url) {
+        Some((start, at)) => format!("{}***{}", &url[..start], &url[at..]),
+        None => url.to_string(),
+    }
+}
+
+/// `text` with the credentials of `url` (whole, and each part of 3 bytes or more) cut out:
+/// reqwest's errors quote the URL they failed on.
+pub fn redact_in(text: &str, url: &str) -> String {
+    let Some((start, at)) = userinfo(url) else {
+        return text.to_string();
+    };
+    let info = &url[start..at];
+    let mut out = text.replace(info, "***");
+    for part in info.split(':').filter(|p| p.len() >= 3) {
+        out = out.replace(part, "***");
+    }
+    out
+}
+
 /// The Prometheus client of one aggregator.
 pub struct Poller {
     client: prometheus_http_query::Client,
@@ -444,7 +529,12 @@ impl Poller {
             .map_err(|e| format!("HTTP client: {e}"))?;
         // `…/prometheus/` would become `…/prometheus//api/v1/query`.
         let client = prometheus_http_query::Client::from(http, src.url.trim_end_matches('/'))
-            .map_err(|e| format!("PROMETHEUS_URL `{}`: {e}", src.url))?;
+            .map_err(|e| {
+                redact_in(
+                    &format!("PROMETHEUS_URL `{}`: {e}", redact_url(&src.url)),
+                    &src.url,
+                )
+            })?;
         Ok(Poller {
             client,
             timeout: src.query_timeout,
@@ -482,12 +572,19 @@ impl Poller {
                 });
             }
         }
+        let url = self.src.url.clone();
+        let clean = move |a: Answer| match a {
+            Answer::Unreachable(t) => Answer::Unreachable(redact_in(&t, &url)),
+            Answer::Refused(t) => Answer::Refused(redact_in(&t, &url)),
+            Answer::Missing(t) => Answer::Missing(redact_in(&t, &url)),
+            v => v,
+        };
         let mut out: BTreeMap<String, Raw> =
             services.iter().map(|s| (s.clone(), Raw::new())).collect();
         while let Some(joined) = set.join_next().await {
             match joined {
                 Ok((service, name, answer)) => {
-                    out.entry(service).or_default().insert(name, answer);
+                    out.entry(service).or_default().insert(name, clean(answer));
                 }
                 // A panicking query task is a bug; the feature it owed stays absent (missing).
                 Err(e) => tracing::error!(error = %e, "query task failed"),

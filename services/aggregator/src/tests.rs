@@ -2,7 +2,7 @@
 
 use super::*;
 use autoscaler_bus::{MemoryBus, Overflow};
-use autoscaler_contract::{Features, Strategy, Verdict};
+use autoscaler_contract::fixtures::{self, DecisionBuilder};
 
 fn replay(services: &[&str], minutes: f64, speed: Option<f64>) -> ReplayConfig {
     let trace = Trace::from_requests(60.0, vec![600.0; 60]).unwrap(); // 10 rps
@@ -37,29 +37,7 @@ async fn answer_every_vector(bus: MemoryBus, shutdown: CancellationToken) -> Vec
         };
         let Some(Ok(d)) = d else { break };
         let v: FeatureVector = decode(&d.payload).unwrap();
-        let decision = Decision {
-            schema_version: SCHEMA_VERSION,
-            vector_id: v.vector_id.clone(),
-            service: v.service.clone(),
-            decision: Verdict::ScaleUp,
-            timestamp: v.metric_time,
-            metric_time: v.metric_time,
-            scale_up_votes: 3,
-            no_action_votes: 0,
-            abstentions: 0,
-            missing_models: vec![],
-            total_votes: 3,
-            confidence: 1.0,
-            strategy: Strategy::Majority,
-            weighted_score: None,
-            votes: vec![],
-            from_replicas: v.replicas,
-            to_replicas: Some(3),
-            reason: "test".into(),
-            adjustments: vec![],
-            acted: true,
-            dry_run: false,
-        };
+        let decision = DecisionBuilder::of(&v).confidence(1.0).build();
         bus.publish(Outgoing::new(
             DECISIONS_TOPIC,
             &v.service,
@@ -167,19 +145,11 @@ async fn development_mode_writes_csv_with_missing_values_empty() {
     assert_eq!(fields[13], "1");
     // Appending again keeps one header.
     let mut sink = csv_sink::CsvSink::open(&path).unwrap();
-    let mut v: FeatureVector = FeatureVector {
-        schema_version: SCHEMA_VERSION,
-        vector_id: VectorId("x".into()),
-        timestamp: Utc::now(),
-        metric_time: Utc::now(),
-        service: "carts".into(),
-        poll: 0,
-        replicas: None,
-        stale: false,
-        stale_reason: None,
-        features: Features::default(),
-    };
-    v.features.cpu_usage_pct = Some(12.5);
+    let v = fixtures::vector("carts", 0)
+        .at(Utc::now())
+        .id("x")
+        .with(|f| f.cpu_usage_pct = Some(12.5))
+        .build();
     sink.append(&v).unwrap();
     let text = std::fs::read_to_string(&path).unwrap();
     assert_eq!(text.matches("timestamp,service").count(), 1);

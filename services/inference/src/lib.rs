@@ -18,21 +18,26 @@
 //! abstains ("not enough history").
 #![deny(missing_docs)]
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use autoscaler_bus::{dead_letter, Bus, BusError, Outgoing};
+use autoscaler_bus::{
+    dead_letter_retrying, publish_pipelined_retrying, Backoff, Bus, BusError, Outgoing,
+};
 use autoscaler_contract::{
-    decode, encode, FeatureVector, ModelKind, Vote, METRICS_TOPIC, SCHEMA_VERSION, VOTES_TOPIC,
+    decode_vector, encode, ClockMode, FeatureVector, ModelKind, SkewCheck, Vote, METRICS_TOPIC,
+    SCHEMA_VERSION, VOTES_TOPIC,
 };
 use autoscaler_models::history::{
     input_row_from_history, is_history_feature, History, HistoryPoint,
 };
 use autoscaler_models::{input_row, input_row_one_fewer, is_known_feature, Model};
+use autoscaler_telemetry::predictions::{PredictionLog, DEFAULT_PREDICTIONS_MAX_BYTES};
 use tokio_util::sync::CancellationToken;
 
-/// Default allowed age of a vector (now − metric time), seconds; as in the Sock Shop seed.
-pub const DEFAULT_MAX_SKEW_SECS: u64 = 60;
+/// Default allowed skew of a vector (|now − metric time|), seconds; as in the Sock Shop seed.
+pub const DEFAULT_MAX_SKEW_SECS: u64 = autoscaler_contract::DEFAULT_MAX_SKEW_SECS;
 
 /// Configuration of one inference service.
 #[derive(Debug, Clone)]
@@ -45,9 +50,17 @@ pub struct InferenceConfig {
     pub votes_topic: String,
     /// Consumer group (`inference-<model>` by default).
     pub group: String,
-    /// Dead-letter vectors older than this at arrival; `None` disables the check (replays,
-    /// whose metric time is simulated).
+    /// Dead-letter vectors older than this at arrival, or further ahead of the clock; `None`
+    /// disables the check (in-process replays, whose metric time is simulated; over a bus use
+    /// [`ClockMode::Replay`] instead).
     pub max_skew_secs: Option<u64>,
+    /// Append every vote to `<dir>/predictions_<model>.csv` (see `autoscaler_telemetry::predictions`);
+    /// `None`: no prediction log.
+    pub predictions_dir: Option<PathBuf>,
+    /// Rotate the prediction log past this size, bytes.
+    pub predictions_max_bytes: u64,
+    /// The clock vectors are checked against.
+    pub clock: ClockMode,
 }
 
 impl InferenceConfig {
@@ -59,6 +72,9 @@ impl InferenceConfig {
             votes_topic: VOTES_TOPIC.into(),
             group: format!("inference-{model}"),
             max_skew_secs: Some(DEFAULT_MAX_SKEW_SECS),
+            predictions_dir: None,
+            predictions_max_bytes: DEFAULT_PREDICTIONS_MAX_BYTES,
+            clock: ClockMode::Wall,
         }
     }
 }
@@ -83,7 +99,7 @@ pub enum InferenceError {
         loaded: ModelKind,
     },
     /// The model takes inputs a feature vector cannot give.
-    #[error("model {version} takes features a feature vector does not have: {} (known: the ten contract features, rps_per_replica, cpu_per_replica_pct, and the history features of autoscaler_models::history)", .unknown.join(", "))]
+    #[error("model {version} takes features a feature vector does not have: {} (known: the ten contract features, rps_per_replica, cpu_per_replica_pct)", .unknown.join(", "))]
     FeatureMismatch {
         /// The model's version.
         version: String,
@@ -91,8 +107,14 @@ pub enum InferenceError {
         unknown: Vec<String>,
     },
     /// The bus failed.
-    #[error("bus: {0}")]
+    #[error("bus")]
     Bus(#[from] BusError),
+    /// The prediction log's directory cannot be created.
+    #[error(transparent)]
+    Predictions(#[from] autoscaler_telemetry::predictions::PredictionLogError),
+    /// The configuration is invalid.
+    #[error("invalid inference configuration: {}", .0.join("; "))]
+    Config(Vec<String>),
 }
 
 /// What the service did, returned when it stops.
@@ -106,10 +128,11 @@ pub struct InferenceReport {
     pub dead_letters: u64,
     /// Models swapped in while running.
     pub reloads: u64,
+    /// Dead-letter copies that could not be published (after retries).
+    pub dead_letter_failures: u64,
 }
 
-/// The vote of `model` on `vector`, with no earlier poll of its service (a model taking lag or
-/// rolling features abstains). Pure: no I/O.
+/// The vote of `model` on `vector`. Pure: no I/O.
 pub fn vote_for(model: &dyn Model, vector: &FeatureVector) -> Vote {
     vote_with_history(model, &[HistoryPoint::of_vector(vector)], vector)
 }
@@ -158,7 +181,18 @@ pub fn vote_with_history(
     };
     let p = row_at(vector.replicas).and_then(|row| model.predict_proba(&row));
     match p {
-        Err(e) => vote.abstain_reason = Some(e.to_string()),
+        Err(e) => {
+            vote.abstain_reason = Some(autoscaler_contract::truncate_text(
+                &e.to_string(),
+                autoscaler_contract::MAX_REASON_LEN,
+            ))
+        }
+        Ok(p) if !(0.0..=1.0).contains(&p) => {
+            // NaN (e.g. a logistic regression overflowing on an extreme input) or out of range:
+            // the model cannot say, so it abstains rather than cast a vote the scaler must
+            // dead-letter.
+            vote.abstain_reason = Some(format!("the model returned P = {p}, not a probability"));
+        }
         Ok(p) => {
             let up = p > threshold;
             vote.prediction = Some(up as u8);
@@ -176,7 +210,8 @@ pub fn vote_with_history(
                 input_row_one_fewer(&vector.features, vector.replicas, names)
                     .and_then(|row| model.predict_proba(&row))
                     .ok()
-            };
+            }
+            .filter(|p| (0.0..=1.0).contains(p));
         }
     }
     vote
@@ -228,12 +263,36 @@ pub async fn run_with_reload(
 ) -> Result<InferenceReport, InferenceError> {
     let mut deps = deps;
     check_model(&cfg, deps.model.as_ref())?;
+    let predictions = match &cfg.predictions_dir {
+        Some(dir) => Some(PredictionLog::new(
+            dir,
+            cfg.model,
+            cfg.predictions_max_bytes,
+        )?),
+        None => None,
+    };
+    autoscaler_telemetry::set_model_version(cfg.model, deps.model.version());
     let mut sub = deps.bus.subscribe(&cfg.metrics_topic, &cfg.group).await?;
     let mut report = InferenceReport::default();
+    let mut skew = cfg
+        .max_skew_secs
+        .map(|secs| SkewCheck::new(cfg.clock, secs));
+    if let Some(p) = skew
+        .as_ref()
+        .map(SkewCheck::problems)
+        .filter(|p| !p.is_empty())
+    {
+        return Err(InferenceError::Config(p));
+    }
+    let mut recv_backoff = Backoff::new(
+        Duration::from_millis(200),
+        autoscaler_bus::OUTAGE_BACKOFF_MAX,
+    );
+    let mut recv_failures = 0u64;
     // The recent polls of each service (bounded), for models taking history features.
     let mut history = History::default();
     tracing::info!(model = %cfg.model, version = deps.model.version(), group = %cfg.group,
-        "inference started");
+        clock = %cfg.clock, "inference started");
     loop {
         let msg = tokio::select! {
             biased;
@@ -244,20 +303,40 @@ pub async fn run_with_reload(
         let delivery = match msg {
             Ok(d) => d,
             Err(e) if e.is_retryable() => {
-                tracing::warn!(error = %e, "receiving vectors failed; retrying");
-                tokio::time::sleep(Duration::from_millis(200)).await;
+                recv_failures += 1;
+                if recv_failures % 10 == 1 {
+                    tracing::warn!(error = %e, failures = recv_failures,
+                        "receiving vectors failed; waiting for the broker");
+                }
+                tokio::select! {
+                    biased;
+                    _ = shutdown.cancelled() => break,
+                    _ = tokio::time::sleep(recv_backoff.next_delay()) => {}
+                }
                 continue;
             }
             Err(e) => return Err(e.into()),
         };
-        let now = cfg.max_skew_secs.map(|_| chrono::Utc::now());
-        let vector = decode::<FeatureVector>(&delivery.payload).and_then(|v| {
-            v.validate(now, cfg.max_skew_secs.unwrap_or(u64::MAX))
-                .map(|_| v)
-        });
+        if recv_failures > 0 {
+            tracing::info!(failures = recv_failures, "receiving vectors again");
+            recv_failures = 0;
+            recv_backoff = Backoff::new(
+                Duration::from_millis(200),
+                autoscaler_bus::OUTAGE_BACKOFF_MAX,
+            );
+        }
+        // Ours, or the Sock Shop seed's legacy form (autoscaler_contract::legacy).
+        let vector = decode_vector(&delivery.payload)
+            .and_then(|v| v.validate(None, 0).map(|_| v))
+            .and_then(|v| match skew.as_mut() {
+                Some(check) => check.check(chrono::Utc::now(), v.metric_time).map(|_| v),
+                None => Ok(v),
+            });
         match vector {
             Err(e) => {
-                dead_letter(deps.bus.as_ref(), &delivery, &e.to_string()).await?;
+                if !dead_letter_retrying(deps.bus.as_ref(), &delivery, &e.to_string()).await {
+                    report.dead_letter_failures += 1;
+                }
                 report.dead_letters += 1;
             }
             Ok(vector) => {
@@ -269,6 +348,10 @@ pub async fn run_with_reload(
                                 to = next.version(), "model reloaded");
                             deps.model = next;
                             report.reloads += 1;
+                            autoscaler_telemetry::set_model_version(
+                                cfg.model,
+                                deps.model.version(),
+                            );
                         }
                         Err(e) => {
                             tracing::error!(error = %e, "refusing the reloaded model; keeping the current one")
@@ -286,17 +369,23 @@ pub async fn run_with_reload(
                     report.abstentions += 1;
                     tracing::info!(vector = %vote.vector_id, model = %cfg.model, reason, "abstained");
                 }
-                deps.bus
-                    .publish(Outgoing::new(
-                        &cfg.votes_topic,
-                        &vote.service,
-                        encode(&vote),
-                    ))
-                    .await?;
+                let msg = Outgoing::new(&cfg.votes_topic, &vote.service, encode(&vote));
+                if !publish_pipelined_retrying(deps.bus.as_ref(), msg, &shutdown).await? {
+                    // Stopping during an outage: the vector is not acknowledged, so a restart
+                    // votes on it.
+                    break;
+                }
                 report.votes += 1;
+                autoscaler_telemetry::record_vote(&vote);
+                if let Some(log) = &predictions {
+                    if let Err(e) = log.append(&vector, &vote) {
+                        tracing::error!(error = %e, "prediction not logged");
+                    }
+                }
             }
         }
-        // The output is published (acknowledged by the bus): only now is the input done.
+        // The output is published: the input is done once the bus has it acknowledged (a
+        // pipelined publish defers this ack's offset until then).
         sub.ack(&delivery).await?;
     }
     deps.bus.flush(Duration::from_secs(5)).await?;
@@ -309,9 +398,9 @@ pub async fn run_with_reload(
 mod tests {
     use super::*;
     use autoscaler_bus::{MemoryBus, Overflow};
-    use autoscaler_contract::{Features, VectorId};
+    use autoscaler_contract::decode;
+    use autoscaler_contract::fixtures;
     use autoscaler_models::ModelError;
-    use chrono::DateTime;
 
     /// A fake model: P(violation) = cpu_per_replica_pct / 100, clamped.
     struct CpuModel {
@@ -346,23 +435,13 @@ mod tests {
     }
 
     fn vector(cpu: Option<f64>, replicas: Option<u32>) -> FeatureVector {
-        let t = DateTime::from_timestamp(1_720_000_000, 0).unwrap();
-        FeatureVector {
-            schema_version: SCHEMA_VERSION,
-            vector_id: VectorId::new("orders", 1, t),
-            timestamp: t,
-            metric_time: t,
-            service: "orders".into(),
-            poll: 1,
-            replicas,
-            stale: false,
-            stale_reason: None,
-            features: Features {
-                p95_latency_ms: Some(40.0),
-                cpu_usage_pct: cpu,
-                ..Features::default()
-            },
-        }
+        fixtures::vector("orders", 1)
+            .replicas(replicas)
+            .with(|f| {
+                f.p95_latency_ms = Some(40.0);
+                f.cpu_usage_pct = cpu;
+            })
+            .build()
     }
 
     #[test]
@@ -448,10 +527,121 @@ mod tests {
 }
 
 #[cfg(test)]
+mod hardening_tests {
+    use super::*;
+    use autoscaler_bus::{Delivery, MemoryBus, Overflow, Subscription};
+    use autoscaler_contract::decode;
+    use autoscaler_models::ModelError;
+
+    /// A model answering a fixed probability (NaN included).
+    struct Const(f64, Vec<String>);
+
+    impl Model for Const {
+        fn kind(&self) -> ModelKind {
+            ModelKind::LogisticRegression
+        }
+        fn version(&self) -> &str {
+            "const"
+        }
+        fn threshold(&self) -> f64 {
+            0.5
+        }
+        fn feature_names(&self) -> &[String] {
+            &self.1
+        }
+        fn predict_proba_batch(&self, rows: &[Vec<f64>]) -> Result<Vec<f64>, ModelError> {
+            Ok(vec![self.0; rows.len()])
+        }
+    }
+
+    fn vector_at(t: chrono::DateTime<chrono::Utc>) -> FeatureVector {
+        autoscaler_contract::fixtures::vector("orders", 1)
+            .at(t)
+            .replicas(2)
+            .with(|f| f.p95_latency_ms = Some(40.0))
+            .build()
+    }
+
+    /// Low: a NaN from the model is an abstention with the reason, a valid vote.
+    #[test]
+    fn a_nan_probability_is_an_abstention() {
+        let m = Const(f64::NAN, vec!["p95_latency_ms".into()]);
+        let v = vote_for(&m, &vector_at(chrono::Utc::now()));
+        assert_eq!((v.prediction, v.probability), (None, None));
+        assert!(
+            v.abstain_reason.as_deref().unwrap().contains("NaN"),
+            "{v:?}"
+        );
+        assert!(v.validate().is_ok());
+    }
+
+    /// A bus whose dead-letter topics refuse everything.
+    struct NoDlq(MemoryBus);
+
+    #[async_trait::async_trait]
+    impl Bus for NoDlq {
+        async fn publish(&self, msg: Outgoing) -> Result<(), BusError> {
+            if msg.topic.ends_with(".dlq") {
+                return Err(BusError::Fatal("refused".into()));
+            }
+            self.0.publish(msg).await
+        }
+        async fn subscribe(&self, t: &str, g: &str) -> Result<Box<dyn Subscription>, BusError> {
+            self.0.subscribe(t, g).await
+        }
+        async fn flush(&self, t: Duration) -> Result<(), BusError> {
+            self.0.flush(t).await
+        }
+    }
+
+    async fn recv(s: &mut Box<dyn Subscription>) -> Delivery {
+        tokio::time::timeout(Duration::from_secs(30), s.recv())
+            .await
+            .expect("in time")
+            .unwrap()
+            .unwrap()
+    }
+
+    /// Critical 1 and 2: a vector from the far future is dead-lettered (its skew is checked
+    /// both ways); when the dead-letter topic refuses it too, the service counts that and
+    /// goes on voting.
+    #[tokio::test(start_paused = true)]
+    async fn far_future_vectors_are_refused_and_a_failed_dead_letter_is_not_fatal() {
+        let mem = MemoryBus::new(16, Overflow::Block);
+        let mut votes = mem.subscribe(VOTES_TOPIC, "t").await.unwrap();
+        let shutdown = CancellationToken::new();
+        let cfg = InferenceConfig::new(ModelKind::LogisticRegression);
+        let task = tokio::spawn(run(
+            cfg,
+            InferenceDeps {
+                bus: Arc::new(NoDlq(mem.clone())),
+                model: Arc::new(Const(0.9, vec!["p95_latency_ms".into()])),
+            },
+            shutdown.clone(),
+        ));
+        while mem.groups(METRICS_TOPIC) == 0 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        let future = vector_at(chrono::Utc::now() + chrono::Duration::days(365));
+        let fresh = vector_at(chrono::Utc::now());
+        for v in [&future, &fresh] {
+            mem.publish(Outgoing::new(METRICS_TOPIC, "orders", encode(v)))
+                .await
+                .unwrap();
+        }
+        let v: Vote = decode(&recv(&mut votes).await.payload).unwrap();
+        assert_eq!(v.metric_time, fresh.metric_time);
+        shutdown.cancel();
+        let r = task.await.unwrap().unwrap();
+        assert_eq!((r.votes, r.dead_letters, r.dead_letter_failures), (1, 1, 1));
+    }
+}
+
+#[cfg(test)]
 mod history_tests {
     use super::*;
     use autoscaler_bus::{MemoryBus, Overflow};
-    use autoscaler_contract::{Features, VectorId};
+    use autoscaler_contract::fixtures;
     use autoscaler_models::ModelError;
     use chrono::DateTime;
 
@@ -483,22 +673,14 @@ mod history_tests {
 
     fn vector(poll: u64, p95: f64) -> FeatureVector {
         let t = DateTime::from_timestamp(1_720_000_000 + poll as i64 * 30, 0).unwrap();
-        FeatureVector {
-            schema_version: SCHEMA_VERSION,
-            vector_id: VectorId::new("orders", poll, t),
-            timestamp: t,
-            metric_time: t,
-            service: "orders".into(),
-            poll,
-            replicas: Some(2),
-            stale: false,
-            stale_reason: None,
-            features: Features {
-                p95_latency_ms: Some(p95),
-                cpu_usage_pct: Some(100.0),
-                ..Features::default()
-            },
-        }
+        fixtures::vector("orders", poll)
+            .at(t)
+            .replicas(2)
+            .with(|f| {
+                f.p95_latency_ms = Some(p95);
+                f.cpu_usage_pct = Some(100.0);
+            })
+            .build()
     }
 
     #[tokio::test]
@@ -560,9 +742,9 @@ mod history_tests {
 mod reload_tests {
     use super::*;
     use autoscaler_bus::{MemoryBus, Overflow};
-    use autoscaler_contract::{Features, VectorId};
+    use autoscaler_contract::decode;
+    use autoscaler_contract::fixtures;
     use autoscaler_models::ModelError;
-    use chrono::DateTime;
     use std::collections::BTreeMap;
 
     /// A constant model with a version and feature list of our choosing.
@@ -599,22 +781,11 @@ mod reload_tests {
     }
 
     fn vector(poll: u64) -> FeatureVector {
-        let t = DateTime::from_timestamp(1_720_000_000 + poll as i64 * 30, 0).unwrap();
-        FeatureVector {
-            schema_version: SCHEMA_VERSION,
-            vector_id: VectorId::new("orders", poll, t),
-            timestamp: t,
-            metric_time: t,
-            service: "orders".into(),
-            poll,
-            replicas: Some(2),
-            stale: false,
-            stale_reason: None,
-            features: Features {
-                p95_latency_ms: Some(40.0),
-                ..Features::default()
-            },
-        }
+        fixtures::vector("orders", poll)
+            .at(fixtures::at(poll as i64 * 30))
+            .replicas(2)
+            .with(|f| f.p95_latency_ms = Some(40.0))
+            .build()
     }
 
     fn config() -> InferenceConfig {
@@ -651,7 +822,7 @@ mod reload_tests {
                     ))
                     .await
                     .unwrap();
-                    if poll % 7 == 0 {
+                    if poll.is_multiple_of(7) {
                         tokio::task::yield_now().await;
                     }
                 }

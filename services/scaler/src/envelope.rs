@@ -34,6 +34,13 @@ pub const DEFAULT_COOLDOWN_UP_SECS: u64 = 300;
 pub const DEFAULT_COOLDOWN_DOWN_SECS: u64 = 240;
 /// Default scale-down stabilization window, seconds (Kubernetes HPA's default).
 pub const DEFAULT_STABILIZATION_SECS: u64 = 300;
+/// Longest cooldown or stabilization window accepted, seconds (one day).
+pub const MAX_DURATION_SECS: u64 = 86_400;
+/// Most entries of a service's stabilization history (a day of 10-second polls is 8,640; a
+/// replay flood keeps the highest recommendations, so a cut never allows a scale-down).
+pub const MAX_RECENT: usize = 10_000;
+/// Most replicas the envelope manages per service (and largest step).
+pub const MAX_REPLICAS_LIMIT: u32 = 10_000;
 
 /// Default fewest replicas of a managed service.
 pub const DEFAULT_MIN_REPLICAS: u32 = 1;
@@ -88,6 +95,22 @@ impl EnvelopeConfig {
         }
         if self.max_step == 0 {
             p.push("max step must be at least 1".into());
+        }
+        if self.max_replicas > MAX_REPLICAS_LIMIT || self.max_step > MAX_REPLICAS_LIMIT {
+            p.push(format!(
+                "max replicas and max step must be at most {MAX_REPLICAS_LIMIT}"
+            ));
+        }
+        for (name, v) in [
+            ("cooldown up", self.cooldown_up_secs),
+            ("cooldown down", self.cooldown_down_secs),
+            ("stabilization", self.stabilization_secs),
+        ] {
+            if v > MAX_DURATION_SECS {
+                p.push(format!(
+                    "{name} must be at most {MAX_DURATION_SECS} s, got {v}"
+                ));
+            }
         }
         p
     }
@@ -179,6 +202,9 @@ pub struct Proposal {
     pub stale: bool,
     /// The vector's metric time.
     pub at: DateTime<Utc>,
+    /// The clock's reading (wall clock; a replay's latest metric time). No time after it is
+    /// ever stored: a metric time ahead of it is recorded as `now`.
+    pub now: DateTime<Utc>,
     /// How urgent a scale-up is (sizes the step).
     pub severity: Severity,
 }
@@ -200,28 +226,82 @@ impl Outcome {
 }
 
 fn secs_since(now: DateTime<Utc>, then: Option<DateTime<Utc>>) -> Option<i64> {
+    // Two valid `DateTime`s always have a difference `TimeDelta` can hold.
     then.map(|t| (now - t).num_seconds())
+}
+
+fn secs(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+/// Bring every time of `state` that is after `now` back to `now` (a state poisoned by a
+/// far-future message, or a clock set back); drop stabilization entries that were after it.
+/// Returns whether anything changed.
+pub fn repair(state: &mut ServiceState, now: DateTime<Utc>) -> bool {
+    let mut changed = false;
+    for t in [&mut state.last_scale_up, &mut state.last_scale_down]
+        .into_iter()
+        .flatten()
+    {
+        if *t > now {
+            *t = now;
+            changed = true;
+        }
+    }
+    let before = state.recent.len();
+    state.recent.retain(|(t, _)| *t <= now);
+    changed || state.recent.len() != before
 }
 
 /// Apply the envelope to a proposal and update the service's state as if the outcome is carried
 /// out (the caller calls [`record_failure`] if actuation then fails).
+///
+/// Total: no input panics (checked time arithmetic, saturating counts), and no time after
+/// `p.now` is stored.
 pub fn apply(cfg: &EnvelopeConfig, state: &mut ServiceState, p: &Proposal) -> Outcome {
-    let window = chrono::Duration::seconds(cfg.stabilization_secs as i64);
+    repair(state, p.now);
+    let at = p.at.min(p.now);
+    let window = chrono::Duration::try_seconds(secs(cfg.stabilization_secs))
+        .unwrap_or(chrono::TimeDelta::MAX);
+    // An entry whose expiry cannot be computed is at the far end of time: dropped.
     while state
         .recent
         .front()
-        .is_some_and(|(t, _)| *t + window <= p.at)
+        .is_some_and(|(t, _)| t.checked_add_signed(window).is_none_or(|end| end <= at))
     {
         state.recent.pop_front();
     }
     let step = step_for(cfg.max_step, &p.severity);
-    if let Some(current) = p.current.filter(|_| !p.stale) {
-        let recommended = match p.verdict {
-            Verdict::ScaleUp => current.saturating_add(step),
-            Verdict::NoAction => current,
-            Verdict::ScaleDown => current.saturating_sub(1),
-        };
-        state.recent.push_back((p.at, recommended));
+    match p.current {
+        Some(current) if !p.stale => {
+            let recommended = match p.verdict {
+                Verdict::ScaleUp => current.saturating_add(step),
+                Verdict::NoAction => current,
+                Verdict::ScaleDown => current.saturating_sub(1),
+            };
+            state.recent.push_back((at, recommended));
+        }
+        // A stale poll (e.g. Prometheus down) or unknown replicas recommend keeping what runs:
+        // the window never empties during an outage, so no scale-down comes in the first
+        // polls after it (while `rate()` still under-counts), only once a whole window of
+        // fresh "down"s has passed.
+        Some(current) => state.recent.push_back((at, current)),
+        None => {
+            if let Some(&(_, last)) = state.recent.back() {
+                state.recent.push_back((at, last));
+            }
+        }
+    }
+    // Bounded: one entry per poll within the window; a flood of polls keeps the highest ones.
+    while state.recent.len() > MAX_RECENT {
+        let lowest = state
+            .recent
+            .iter()
+            .enumerate()
+            .min_by_key(|(_, (_, r))| *r)
+            .map(|(i, _)| i)
+            .unwrap_or(0);
+        state.recent.remove(lowest);
     }
     let mut adj = Vec::new();
     let Some(current) = p.current else {
@@ -240,7 +320,7 @@ pub fn apply(cfg: &EnvelopeConfig, state: &mut ServiceState, p: &Proposal) -> Ou
     }
     if current < cfg.min_replicas {
         adj.push(format!("raised to min {}", cfg.min_replicas));
-        state.last_scale_up = Some(p.at);
+        state.last_scale_up = Some(at);
         return Outcome {
             to: Some(cfg.min_replicas),
             adjustments: adj,
@@ -248,24 +328,25 @@ pub fn apply(cfg: &EnvelopeConfig, state: &mut ServiceState, p: &Proposal) -> Ou
     }
     if current > cfg.max_replicas {
         adj.push(format!("lowered to max {}", cfg.max_replicas));
-        state.last_scale_down = Some(p.at);
+        state.last_scale_down = Some(at);
         return Outcome {
             to: Some(cfg.max_replicas),
             adjustments: adj,
         };
     }
-    let since_up = secs_since(p.at, state.last_scale_up);
-    let since_down = secs_since(p.at, state.last_scale_down);
+    let since_up = secs_since(at, state.last_scale_up);
+    let since_down = secs_since(at, state.last_scale_down);
+    let (cool_up, cool_down) = (secs(cfg.cooldown_up_secs), secs(cfg.cooldown_down_secs));
     let to = match p.verdict {
         Verdict::NoAction => current,
         Verdict::ScaleUp => {
             if current >= cfg.max_replicas {
                 adj.push(format!("at max {}", cfg.max_replicas));
                 current
-            } else if let Some(s) = since_up.filter(|s| *s < cfg.cooldown_up_secs as i64) {
+            } else if let Some(s) = since_up.filter(|s| *s < cool_up) {
                 adj.push(format!(
                     "cooldown: {} s left after scale-up",
-                    cfg.cooldown_up_secs as i64 - s
+                    cool_up.saturating_sub(s)
                 ));
                 current
             } else {
@@ -279,7 +360,7 @@ pub fn apply(cfg: &EnvelopeConfig, state: &mut ServiceState, p: &Proposal) -> Ou
                 if want > cfg.max_replicas {
                     adj.push(format!("clamped to max {}", cfg.max_replicas));
                 }
-                state.last_scale_up = Some(p.at);
+                state.last_scale_up = Some(at);
                 want.min(cfg.max_replicas)
             }
         }
@@ -287,16 +368,16 @@ pub fn apply(cfg: &EnvelopeConfig, state: &mut ServiceState, p: &Proposal) -> Ou
             if current <= cfg.min_replicas {
                 adj.push(format!("at min {}", cfg.min_replicas));
                 current
-            } else if let Some(s) = since_up.filter(|s| *s < cfg.cooldown_up_secs as i64) {
+            } else if let Some(s) = since_up.filter(|s| *s < cool_up) {
                 adj.push(format!(
                     "cooldown: {} s left after scale-up",
-                    cfg.cooldown_up_secs as i64 - s
+                    cool_up.saturating_sub(s)
                 ));
                 current
-            } else if let Some(s) = since_down.filter(|s| *s < cfg.cooldown_down_secs as i64) {
+            } else if let Some(s) = since_down.filter(|s| *s < cool_down) {
                 adj.push(format!(
                     "cooldown: {} s left after scale-down",
-                    cfg.cooldown_down_secs as i64 - s
+                    cool_down.saturating_sub(s)
                 ));
                 current
             } else if let Some(highest) = state
@@ -312,7 +393,7 @@ pub fn apply(cfg: &EnvelopeConfig, state: &mut ServiceState, p: &Proposal) -> Ou
                 ));
                 current
             } else {
-                state.last_scale_down = Some(p.at);
+                state.last_scale_down = Some(at);
                 current - 1
             }
         }
@@ -344,6 +425,7 @@ mod tests {
             current,
             stale: false,
             at: t(at),
+            now: t(at),
             severity: Severity::default(),
         }
     }
@@ -358,6 +440,52 @@ mod tests {
         let mut p = prop(Verdict::ScaleUp, Some(2), 0);
         p.stale = true;
         assert_eq!(apply(&cfg, &mut st, &p).to, Some(2));
+    }
+
+    /// Medium 9: a Prometheus outage longer than the stabilization window no longer empties
+    /// it: the first fresh "down" after the outage is held, the window runs from the outage's
+    /// end.
+    #[test]
+    fn an_outage_holds_the_stabilization_window() {
+        let cfg = EnvelopeConfig::default();
+        let mut st = ServiceState::default();
+        assert_eq!(
+            apply(&cfg, &mut st, &prop(Verdict::NoAction, Some(4), 0)).to,
+            Some(4)
+        );
+        for at in (10..=1_000).step_by(10) {
+            let mut p = prop(Verdict::NoAction, Some(4), at);
+            p.stale = true;
+            apply(&cfg, &mut st, &p);
+        }
+        // replicas unknown for a while too
+        apply(&cfg, &mut st, &prop(Verdict::NoAction, None, 1_010));
+        let o = apply(&cfg, &mut st, &prop(Verdict::ScaleDown, Some(4), 1_020));
+        assert_eq!(o.to, Some(4), "{o:?}");
+        assert!(o.adjustments[0].starts_with("stabilization"), "{o:?}");
+        let o = apply(&cfg, &mut st, &prop(Verdict::ScaleDown, Some(4), 1_200));
+        assert_eq!(o.to, Some(4), "{o:?}");
+        // A whole window of fresh "down"s after the last stale poll: now it may.
+        let o = apply(&cfg, &mut st, &prop(Verdict::ScaleDown, Some(4), 1_311));
+        assert_eq!(o.to, Some(3), "{o:?}");
+    }
+
+    #[test]
+    fn the_stabilization_history_is_bounded() {
+        let cfg = EnvelopeConfig {
+            stabilization_secs: MAX_DURATION_SECS,
+            ..EnvelopeConfig::default()
+        };
+        let mut st = ServiceState::default();
+        for at in 0..(MAX_RECENT as i64 + 500) {
+            apply(&cfg, &mut st, &prop(Verdict::NoAction, Some(3), at));
+        }
+        apply(&cfg, &mut st, &prop(Verdict::ScaleUp, Some(3), 20_000));
+        assert_eq!(st.recent.len(), MAX_RECENT);
+        assert!(
+            st.recent.iter().any(|(_, r)| *r == 4),
+            "the highest is kept"
+        );
     }
 
     #[test]

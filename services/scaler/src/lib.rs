@@ -19,6 +19,7 @@
 
 pub mod actuator;
 pub mod envelope;
+pub mod lease;
 pub mod policy;
 pub mod store;
 pub mod swarm;
@@ -28,10 +29,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use autoscaler_bus::{dead_letter, Bus, BusError, Outgoing};
+use autoscaler_bus::{dead_letter_retrying, publish_retrying, Bus, BusError, Outgoing};
 use autoscaler_contract::{
-    decode, encode, Decision, Verdict, Vote, VoteSummary, DECISIONS_TOPIC, SCHEMA_VERSION,
-    VOTES_TOPIC,
+    decode, encode, ClockMode, ContractError, Decision, SkewCheck, Verdict, Vote, VoteSummary,
+    DECISIONS_TOPIC, DEFAULT_MAX_SKEW_SECS, SCHEMA_VERSION, VOTES_TOPIC,
 };
 use autoscaler_voting::{
     safe_one_fewer, tally, BallotBox, ModelBallot, Offer, Ready, VotingConfig,
@@ -40,12 +41,20 @@ use tokio_util::sync::CancellationToken;
 
 pub use actuator::{Actuator, ActuatorError, DryRunActuator, SimulatedActuator};
 pub use envelope::{EnvelopeConfig, ServiceState, Severity};
+pub use lease::{Lease, LeaseError};
 pub use policy::{PolicyFile, ServicePolicy};
 pub use store::{Store, StoreError};
 pub use swarm::{SwarmActuator, SwarmConfig};
 
+/// Failed publications of one outbox entry before it is quarantined (moved to the store's
+/// `quarantine` table and reported at ERROR): a decision that can never be published must not
+/// fail every start.
+pub const OUTBOX_RETRY_BUDGET: u32 = 3;
+
 /// Default decision window, seconds.
 pub const DEFAULT_DECISION_WINDOW_SECS: u64 = 5;
+/// Longest decision window accepted, seconds.
+pub const MAX_DECISION_WINDOW_SECS: u64 = 600;
 
 /// The scaler's consumer group on the votes topic. Over Kafka it is read by explicit assignment
 /// of every partition (`KafkaConfig::exclusive_groups`): the scaler is the only one of its kind.
@@ -71,6 +80,16 @@ pub struct ScalerConfig {
     /// The state database (SQLite); `None`: state lives in memory and a restart forgets
     /// cooldowns and decided ids.
     pub state_db: Option<PathBuf>,
+    /// Print every decision on stdout (the standalone scaler): the seed's block when it changes
+    /// something, one line otherwise (`autoscaler_telemetry::block::print_decision`).
+    pub print_decisions: bool,
+    /// The clock votes are checked against: the wall clock in production, the log's own time in
+    /// a replay ([`ClockMode`]).
+    pub clock: ClockMode,
+    /// A vote whose metric time is more than this behind the clock is *stale*: its vector is
+    /// decided as a hold ("stale vote"), never an action; more than this ahead, it is
+    /// dead-lettered (a bad clock).
+    pub max_skew_secs: u64,
 }
 
 impl ScalerConfig {
@@ -85,6 +104,9 @@ impl ScalerConfig {
             envelope: EnvelopeConfig::default(),
             dry_run: false,
             state_db: None,
+            print_decisions: false,
+            clock: ClockMode::Wall,
+            max_skew_secs: DEFAULT_MAX_SKEW_SECS,
         }
     }
 
@@ -100,8 +122,40 @@ impl ScalerConfig {
         if self.decision_window.is_zero() {
             p.push("decision window must be greater than 0".into());
         }
+        if self.decision_window > Duration::from_secs(MAX_DECISION_WINDOW_SECS) {
+            p.push(format!(
+                "decision window must be at most {MAX_DECISION_WINDOW_SECS} s"
+            ));
+        }
+        p.extend(SkewCheck::new(self.clock, self.max_skew_secs).problems());
         p
     }
+}
+
+/// Where a scaler over Kafka keeps its state when no path is given: `$XDG_STATE_HOME/autoscaler/
+/// scaler-<group>.db`, else `$HOME/.local/state/autoscaler/scaler-<group>.db` (XDG's default),
+/// else `None` (then a path must be given). Without it a restart would re-decide and re-act on
+/// the votes it had not committed.
+pub fn default_state_db(group: &str) -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_STATE_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME")
+                .filter(|v| !v.is_empty())
+                .map(|h| PathBuf::from(h).join(".local/state"))
+        })?;
+    let name: String = group
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    Some(base.join("autoscaler").join(format!("scaler-{name}.db")))
 }
 
 /// What the scaler needs from outside.
@@ -119,7 +173,7 @@ pub enum ScalerError {
     #[error("invalid scaler configuration: {}", .0.join("; "))]
     Config(Vec<String>),
     /// The bus failed.
-    #[error("bus: {0}")]
+    #[error("bus")]
     Bus(#[from] BusError),
     /// The state store failed: the scaler stops rather than act on state it cannot keep.
     #[error(transparent)]
@@ -145,6 +199,22 @@ pub struct ScalerReport {
     pub dead_letters: u64,
     /// Decisions of a previous run published at start (it had stopped before publishing them).
     pub republished: u64,
+    /// Vectors decided as a hold because a vote was older than the allowed skew.
+    pub stale_holds: u64,
+    /// Dead-letter copies that could not be published (after retries; the originals stay in
+    /// the votes topic at the logged offsets).
+    pub dead_letter_failures: u64,
+    /// Decisions whose publication failed for good (kept in the outbox, then quarantined).
+    pub publish_failures: u64,
+    /// Outbox entries quarantined after their retry budget (each one is logged at ERROR).
+    pub quarantined: u64,
+    /// Actuations refused because the replica count changed since it was read.
+    pub conflicts: u64,
+    /// Decisions held because this instance did not hold the lease (a standby).
+    pub lease_holds: u64,
+    /// State-store writes that failed (disk full, locked); a change it could not record is
+    /// held.
+    pub store_failures: u64,
     /// What the ballot box saw.
     pub ballot: autoscaler_voting::BoxCounters,
 }
@@ -157,6 +227,11 @@ struct Scaler {
     store: Option<Store>,
     /// The last policy problem reported per service (logged once, not at every decision).
     policy_problems: HashMap<String, String>,
+    /// The clock votes are checked against.
+    skew: SkewCheck,
+    /// Exactly one scaler acts: the lease it must hold to actuate (`None`: it is alone).
+    lease: Option<Arc<dyn Lease>>,
+    shutdown: CancellationToken,
 }
 
 /// Run the scaler until `shutdown` is cancelled or the bus closes.
@@ -165,96 +240,209 @@ pub async fn run(
     deps: ScalerDeps,
     shutdown: CancellationToken,
 ) -> Result<ScalerReport, ScalerError> {
+    run_with_lease(cfg, deps, None, shutdown).await
+}
+
+/// [`run`], deciding and acting only while holding `lease` ([`lease`]). Without it the scaler
+/// stays up as a standby: it reads no votes (its group membership would take partitions from
+/// the holder) and changes nothing. On taking the lease it reads back the decisions already
+/// published ([`TAKEOVER_TAIL`]): those vectors are never decided again and the cooldowns their
+/// actions started hold. The lease is confirmed against its log right before every actuation,
+/// and its epoch goes with the change as a fencing token ([`Actuator::set_replicas_fenced`]).
+pub async fn run_with_lease(
+    cfg: ScalerConfig,
+    deps: ScalerDeps,
+    lease: Option<Arc<dyn Lease>>,
+    shutdown: CancellationToken,
+) -> Result<ScalerReport, ScalerError> {
     let problems = cfg.problems();
     if !problems.is_empty() {
         return Err(ScalerError::Config(problems));
     }
-    let mut sub = deps.bus.subscribe(&cfg.votes_topic, &cfg.group).await?;
+    let recv_backoff_new = || {
+        autoscaler_bus::Backoff::new(
+            Duration::from_millis(200),
+            autoscaler_bus::OUTAGE_BACKOFF_MAX,
+        )
+    };
+    let mut recv_backoff = recv_backoff_new();
+    let mut recv_failures = 0u64;
     let mut ballots = BallotBox::new(cfg.voting.expected.clone(), cfg.decision_window);
-    let mut pending_acks: HashMap<autoscaler_contract::VectorId, Vec<autoscaler_bus::Delivery>> =
-        HashMap::new();
     let (store, states) = restore(&cfg, &mut ballots)?;
     let origin = tokio::time::Instant::now();
+    if cfg.clock == ClockMode::Replay {
+        tracing::warn!(
+            max_skew_secs = cfg.max_skew_secs,
+            "replay clock: votes are checked against the log's own time, not this host's clock"
+        );
+    }
     let mut s = Scaler {
+        skew: SkewCheck::new(cfg.clock, cfg.max_skew_secs),
         cfg,
         deps,
         states,
         report: ScalerReport::default(),
         store,
         policy_problems: HashMap::new(),
+        lease,
+        shutdown: shutdown.clone(),
     };
     s.publish_outbox().await?;
     tracing::info!(strategy = %s.cfg.voting.strategy, actuator = s.deps.actuator.name(),
         window_ms = s.cfg.decision_window.as_millis() as u64, dry_run = s.cfg.dry_run,
         "scaler started");
-    loop {
-        let deadline = ballots.next_deadline().map(|d| origin + d);
-        tokio::select! {
-            biased;
-            _ = shutdown.cancelled() => break,
-            _ = sleep_until_opt(deadline) => {
-                for ready in ballots.expire(origin.elapsed()) {
-                    let id = ready.vector_id.clone();
-                    s.decide(ready).await?;
-                    for d in pending_acks.remove(&id).unwrap_or_default() {
-                        sub.ack(&d).await?;
-                    }
-                }
-            }
-            msg = sub.recv() => {
-                let Some(msg) = msg else { break };
-                let delivery = match msg {
-                    Ok(d) => d,
-                    Err(e) if e.is_retryable() => {
-                        tracing::warn!(error = %e, "receiving votes failed; retrying");
-                        tokio::time::sleep(Duration::from_millis(200)).await;
-                        continue;
-                    }
-                    Err(e) => return Err(e.into()),
-                };
-                let vote = decode::<Vote>(&delivery.payload).and_then(|v| v.validate().map(|_| v));
-                match vote {
-                    Err(e) => {
-                        dead_letter(s.deps.bus.as_ref(), &delivery, &e.to_string()).await?;
-                        s.report.dead_letters += 1;
-                    }
-                    Ok(vote) => {
-                        let (id, model) = (vote.vector_id.clone(), vote.model);
-                        match ballots.offer(vote, origin.elapsed()) {
-                            Offer::Ready(ready) => {
-                                s.decide(ready).await?;
-                                for d in pending_acks.remove(&id).unwrap_or_default() {
-                                    sub.ack(&d).await?;
-                                }
-                            }
-                            Offer::Pending => {
-                                // Acknowledged only once the decision it feeds is published:
-                                // a crash before that redelivers it (at least once).
-                                pending_acks.entry(id).or_default().push(delivery);
-                                continue;
-                            }
-                            Offer::Duplicate => tracing::warn!(vector = %id, %model, "duplicate vote ignored"),
-                            Offer::Late => tracing::warn!(vector = %id, %model, "late vote: vector already decided"),
-                            Offer::UnknownModel => tracing::warn!(vector = %id, %model, "vote from a model that is not expected"),
+    let mut counters = autoscaler_voting::BoxCounters::default();
+    let mut first_term = true;
+    // A term: from taking the lease (at once without one) to losing it or stopping.
+    'terms: loop {
+        if let Some(lease) = s.lease.clone() {
+            if !lease.is_held() {
+                tracing::info!(lease = %lease.describe(), "standby: waiting for the lease");
+                loop {
+                    tokio::select! {
+                        biased;
+                        _ = shutdown.cancelled() => break 'terms,
+                        _ = tokio::time::sleep(LEASE_CHECK_INTERVAL) => {
+                            if lease.is_held() { break; }
                         }
                     }
                 }
-                sub.ack(&delivery).await?;
+                tracing::info!(lease = %lease.describe(), "lease taken: deciding");
+            }
+            if !first_term {
+                ballots = s.fresh_ballots()?;
+            }
+            s.catch_up(&mut ballots).await;
+        }
+        first_term = false;
+        let mut sub = s
+            .deps
+            .bus
+            .subscribe(&s.cfg.votes_topic, &s.cfg.group)
+            .await?;
+        let mut pending_acks: HashMap<
+            autoscaler_contract::VectorId,
+            Vec<autoscaler_bus::Delivery>,
+        > = HashMap::new();
+        let mut lease_tick = tokio::time::interval(LEASE_CHECK_INTERVAL);
+        let watching_lease = s.lease.is_some();
+        // Expired ballots are decided a batch at a time; after a full batch the next vote is
+        // read first, so a pile of expired (e.g. junk) ballots never holds a complete one back.
+        let (mut expire_due, mut prefer_recv) = (false, false);
+        let stop = loop {
+            if expire_due {
+                expire_due = false;
+                let batch = ballots.expire_at_most(origin.elapsed(), EXPIRE_BATCH);
+                prefer_recv = batch.len() == EXPIRE_BATCH;
+                for ready in batch {
+                    let id = ready.vector_id.clone();
+                    let acks = pending_acks.remove(&id).unwrap_or_default();
+                    if s.decide(ready).await? {
+                        for d in acks {
+                            sub.ack(&d).await?;
+                        }
+                    }
+                }
+            }
+            let deadline = ballots.next_deadline().map(|d| origin + d);
+            let (early, late) = if prefer_recv {
+                (None, deadline)
+            } else {
+                (deadline, None)
+            };
+            tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => break Stop::Shutdown,
+                _ = lease_tick.tick(), if watching_lease => {
+                    if s.lease.as_ref().is_some_and(|l| !l.is_held()) {
+                        break Stop::LeaseLost;
+                    }
+                }
+                _ = sleep_until_opt(early) => expire_due = true,
+                msg = sub.recv() => {
+                    prefer_recv = false;
+                    let Some(msg) = msg else { break Stop::Closed };
+                    let delivery = match msg {
+                        Ok(d) => d,
+                        Err(e) if e.is_retryable() => {
+                            recv_failures += 1;
+                            if recv_failures % 10 == 1 {
+                                tracing::warn!(error = %e, failures = recv_failures,
+                                    "receiving votes failed; waiting for the broker");
+                            }
+                            tokio::time::sleep(recv_backoff.next_delay()).await;
+                            continue;
+                        }
+                        Err(e) => return Err(e.into()),
+                    };
+                    if recv_failures > 0 {
+                        tracing::info!(failures = recv_failures, "receiving votes again");
+                        recv_failures = 0;
+                        recv_backoff = recv_backoff_new();
+                    }
+                    let vote = decode::<Vote>(&delivery.payload)
+                        .and_then(|v| v.validate().map(|_| v))
+                        .and_then(|v| s.check_time(&v).map(|_| v));
+                    match vote {
+                        Err(e) => {
+                            if !dead_letter_retrying(s.deps.bus.as_ref(), &delivery, &e.to_string()).await {
+                                s.report.dead_letter_failures += 1;
+                            }
+                            s.report.dead_letters += 1;
+                        }
+                        Ok(vote) => {
+                            let (id, model) = (vote.vector_id.clone(), vote.model);
+                            match ballots.offer(vote, origin.elapsed()) {
+                                Offer::Ready(ready) => {
+                                    let acks = pending_acks.remove(&id).unwrap_or_default();
+                                    if !s.decide(ready).await? {
+                                        // Stopping before the decision was published: nothing is
+                                        // acknowledged, a restart redelivers the votes.
+                                        continue;
+                                    }
+                                    for d in acks {
+                                        sub.ack(&d).await?;
+                                    }
+                                }
+                                Offer::Pending => {
+                                    // Acknowledged only once the decision it feeds is published:
+                                    // a crash before that redelivers it (at least once).
+                                    pending_acks.entry(id).or_default().push(delivery);
+                                    continue;
+                                }
+                                Offer::Duplicate => tracing::warn!(vector = %id, %model, "duplicate vote ignored"),
+                                Offer::Late => tracing::warn!(vector = %id, %model, "late vote: vector already decided"),
+                                Offer::UnknownModel => tracing::warn!(vector = %id, %model, "vote from a model that is not expected"),
+                            }
+                        }
+                    }
+                    sub.ack(&delivery).await?;
+                }
+                _ = sleep_until_opt(late) => expire_due = true,
+            }
+        };
+        // Vectors still open are not decided on a partial ballot: their votes are not
+        // acknowledged, so after a restart (or by the next holder of the lease) they are
+        // delivered again and decided then (the window is a maximum wait, not a licence to
+        // decide on fewer votes than will come).
+        if ballots.open_len() > 0 {
+            tracing::info!(
+                open = ballots.open_len(),
+                "ending with open ballots; their votes will be redelivered"
+            );
+        }
+        sub.close().await?;
+        counters = add_counters(counters, ballots.counters());
+        match stop {
+            Stop::Shutdown | Stop::Closed => break 'terms,
+            Stop::LeaseLost => {
+                tracing::warn!("lease lost: standing by, deciding nothing");
+                ballots = s.fresh_ballots()?;
             }
         }
     }
-    // Vectors still open are not decided on a partial ballot: their votes are not acknowledged,
-    // so after a restart they are delivered again and decided then (the window is a maximum
-    // wait, not a licence to decide on fewer votes than will come).
-    if ballots.open_len() > 0 {
-        tracing::info!(
-            open = ballots.open_len(),
-            "stopping with open ballots; their votes will be redelivered"
-        );
-    }
     s.deps.bus.flush(Duration::from_secs(5)).await?;
-    sub.close().await?;
-    s.report.ballot = ballots.counters();
+    s.report.ballot = counters;
     tracing::info!(decisions = s.report.decisions, "scaler stopped");
     Ok(s.report)
 }
@@ -275,7 +463,18 @@ fn restore(
     for id in decided {
         ballots.mark_decided(id);
     }
-    let states = store.load_states()?;
+    let mut states = store.load_states()?;
+    if cfg.clock == ClockMode::Wall {
+        // A time ahead of the clock (a far-future vote before the skew check was two-sided, a
+        // clock set back) would hold a cooldown for ever: brought back to now, and saved.
+        let now = chrono::Utc::now();
+        for (service, state) in states.iter_mut() {
+            if envelope::repair(state, now) {
+                tracing::warn!(service, "stored state was ahead of the clock: repaired");
+                store.save_state(service, state)?;
+            }
+        }
+    }
     tracing::info!(
         path = store.path(),
         decided = n,
@@ -283,6 +482,41 @@ fn restore(
         "state restored"
     );
     Ok((Some(store), states))
+}
+
+/// Why a term ended.
+enum Stop {
+    Shutdown,
+    Closed,
+    LeaseLost,
+}
+
+/// Most services whose policy problem is remembered (to log it once).
+pub const MAX_TRACKED_SERVICES: usize = 10_000;
+
+/// Expired ballots decided per turn of the loop (votes are read between turns).
+pub const EXPIRE_BATCH: usize = 16;
+
+/// How often a scaler with a lease looks at it between votes (and a standby waits for it).
+pub const LEASE_CHECK_INTERVAL: Duration = Duration::from_millis(250);
+
+/// Decisions per partition a scaler taking the lease reads back from the decisions topic, so a
+/// vector its predecessor decided is never decided again and its cooldowns carry over.
+pub const TAKEOVER_TAIL: usize = 10_000;
+
+fn add_counters(
+    a: autoscaler_voting::BoxCounters,
+    b: autoscaler_voting::BoxCounters,
+) -> autoscaler_voting::BoxCounters {
+    autoscaler_voting::BoxCounters {
+        accepted: a.accepted + b.accepted,
+        duplicate: a.duplicate + b.duplicate,
+        late: a.late + b.late,
+        unknown_model: a.unknown_model + b.unknown_model,
+        decided_complete: a.decided_complete + b.decided_complete,
+        decided_timeout: a.decided_timeout + b.decided_timeout,
+        evicted: a.evicted + b.evicted,
+    }
 }
 
 async fn sleep_until_opt(deadline: Option<tokio::time::Instant>) {
@@ -293,7 +527,108 @@ async fn sleep_until_opt(deadline: Option<tokio::time::Instant>) {
 }
 
 impl Scaler {
-    async fn decide(&mut self, ready: Ready) -> Result<(), ScalerError> {
+    /// A ballot box with the decided ids of the store (a new term starts from it).
+    fn fresh_ballots(&self) -> Result<BallotBox, ScalerError> {
+        let mut b = BallotBox::new(self.cfg.voting.expected.clone(), self.cfg.decision_window);
+        if let Some(store) = &self.store {
+            for id in store.recent_decided(store::DEFAULT_KEEP_DECISIONS)? {
+                b.mark_decided(id);
+            }
+        }
+        Ok(b)
+    }
+
+    /// Read back what the previous holder of the lease decided: its vectors are marked decided
+    /// and the cooldowns its actions started are kept (the later of its and ours).
+    async fn catch_up(&mut self, ballots: &mut BallotBox) {
+        let tail = match self
+            .deps
+            .bus
+            .tail(&self.cfg.decisions_topic, TAKEOVER_TAIL)
+            .await
+        {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::warn!(error = %e,
+                    "could not read back recent decisions; a vector decided just before the takeover may be decided again");
+                return;
+            }
+        };
+        let mut n = 0;
+        let now = self.clock_now();
+        for d in tail {
+            let Ok(dec) = decode::<Decision>(&d.payload) else {
+                continue;
+            };
+            n += 1;
+            ballots.mark_decided(dec.vector_id.clone());
+            if !dec.acted {
+                continue;
+            }
+            let state = self.states.entry(dec.service.clone()).or_default();
+            let t = Some(dec.metric_time.min(now));
+            match (dec.from_replicas, dec.to_replicas) {
+                (Some(f), Some(to)) if to > f => {
+                    state.last_scale_up = state.last_scale_up.max(t);
+                }
+                (Some(f), Some(to)) if to < f => {
+                    state.last_scale_down = state.last_scale_down.max(t);
+                }
+                _ => {}
+            }
+        }
+        tracing::info!(
+            decisions = n,
+            "caught up with the decisions already published"
+        );
+    }
+
+    /// The clock's reading: the wall clock, or in a replay the latest metric time accepted.
+    fn clock_now(&self) -> chrono::DateTime<chrono::Utc> {
+        let wall = chrono::Utc::now();
+        self.skew.now(wall).unwrap_or(wall)
+    }
+
+    /// A vote ahead of the clock by more than the skew is refused (dead-lettered); one older
+    /// than the skew is accepted and its vector decided as a hold ("stale vote").
+    fn check_time(&mut self, v: &Vote) -> Result<(), ContractError> {
+        match self.skew.check(chrono::Utc::now(), v.metric_time) {
+            Ok(()) | Err(ContractError::TooOld { .. }) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Why the votes of one vector cannot be acted on, if they cannot: one is older than the
+    /// allowed skew now, or they disagree on the replicas they were cast at.
+    fn ballot_problem(&self, votes: &[Vote]) -> Option<String> {
+        let now = self.clock_now();
+        if let Some(oldest) = votes.iter().map(|v| v.metric_time).min() {
+            let age = (now - oldest).num_milliseconds() as f64 / 1000.0;
+            if age > self.cfg.max_skew_secs as f64 {
+                return Some(format!(
+                    "held: stale vote: {age:.0} s old, older than the allowed skew of {} s",
+                    self.cfg.max_skew_secs
+                ));
+            }
+        }
+        let replicas: std::collections::BTreeSet<u32> =
+            votes.iter().filter_map(|v| v.replicas).collect();
+        if replicas.len() > 1 {
+            return Some(format!(
+                "held: the votes disagree on replicas ({})",
+                replicas
+                    .iter()
+                    .map(u32::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+        None
+    }
+
+    /// Decide one vector, act on it and publish the decision. `Ok(false)` when stopping before
+    /// the decision could be published (its votes must not be acknowledged).
+    async fn decide(&mut self, ready: Ready) -> Result<bool, ScalerError> {
         let Ready {
             vector_id,
             mut votes,
@@ -302,7 +637,20 @@ impl Scaler {
         votes.sort_by_key(|v| v.model);
         let first = &votes[0];
         let (service, metric_time) = (first.service.clone(), first.metric_time);
+        let vector_published = first.timestamp;
+        let voted_at = votes.iter().find_map(|v| v.replicas);
         let actuator = self.deps.actuator.clone();
+        let ballot_problem = self.ballot_problem(&votes);
+        if ballot_problem
+            .as_deref()
+            .is_some_and(|p| p.starts_with("held: stale vote"))
+        {
+            self.report.stale_holds += 1;
+        }
+        let standby = match &self.lease {
+            Some(l) if !l.is_held() => Some(format!("held: standby ({})", l.describe())),
+            _ => None,
+        };
 
         // The service's own policy, read fresh. A policy that is broken (or a service that is
         // not managed) holds this service only; an unreachable backend is "replicas unknown".
@@ -321,6 +669,11 @@ impl Scaler {
             Err(e) => (ServicePolicy::default(), None, Some(format!("held: {e}"))),
         };
         self.note_policy(&service, held.as_deref());
+        let policy_held = held.is_some();
+        if held.is_none() && ballot_problem.is_none() && standby.is_some() {
+            self.report.lease_holds += 1;
+        }
+        let held = held.or(ballot_problem).or(standby);
         let envelope_cfg = self
             .cfg
             .envelope
@@ -333,7 +686,7 @@ impl Scaler {
 
         let ballots: Vec<ModelBallot> = votes.iter().map(ModelBallot::from).collect();
         let t = tally(&voting, &ballots);
-        let verdict = if t.scale_up {
+        let mut verdict = if t.scale_up {
             Verdict::ScaleUp
         } else if safe_one_fewer(&voting, &ballots) {
             Verdict::ScaleDown
@@ -354,6 +707,18 @@ impl Scaler {
                 }
             }
         };
+        let mut live_count_note = None;
+        if let (Verdict::ScaleDown, Some(c), Some(r)) = (verdict, current, voted_at) {
+            if c != r {
+                // The models judged one replica fewer than the count they saw; the service runs
+                // another count now: their judgement does not apply.
+                verdict = Verdict::NoAction;
+                live_count_note = Some(format!(
+                    "no scale-down: the votes judged {r} replicas, the service runs {c}"
+                ));
+            }
+        }
+        let now = self.clock_now();
         let state = self.states.entry(service.clone()).or_default();
         let before = state.clone();
         let outcome = match &held {
@@ -370,11 +735,13 @@ impl Scaler {
                     current,
                     stale,
                     at: metric_time,
+                    now,
                     severity,
                 },
             ),
         };
         let mut adjustments = outcome.adjustments.clone();
+        adjustments.extend(live_count_note);
         if let Some(e) = read_error {
             adjustments.push(format!("replicas could not be read: {e}"));
         }
@@ -389,17 +756,82 @@ impl Scaler {
             } else {
                 // The cooldown this change starts is on disk before the change is made: a crash
                 // in between leaves a cooldown without a change, never the reverse.
-                if let Some(store) = &self.store {
-                    store.save_state(&service, state)?;
-                }
-                match actuator.set_replicas(&service, to).await {
-                    Ok(()) => acted = true,
-                    Err(e) => {
+                // A store that cannot write (disk full, locked past its busy timeout) holds
+                // the change: nothing is changed that a restart would not know about.
+                let saved = match &self.store {
+                    Some(store) => store.save_state(&service, state).map_err(|e| e.to_string()),
+                    None => Ok(()),
+                };
+                let from = current.expect("a change has a current count");
+                // Re-checked against the lease's log right before acting: a scaler that lost
+                // it since the decision started (a partition, a pause) changes nothing.
+                let confirmed = match (&saved, &self.lease) {
+                    (Err(_), _) | (_, None) => Ok(None),
+                    (Ok(()), Some(l)) => l.confirm().await.map(Some),
+                };
+                match confirmed {
+                    _ if saved.is_err() => {
                         envelope::record_failure(&before, state);
-                        self.report.actuation_failures += 1;
-                        tracing::error!(service, to, error = %e, "actuation failed");
-                        adjustments.push(format!("actuation failed: {e}"));
+                        self.report.store_failures += 1;
+                        let why = format!(
+                            "held: the state store failed: {}",
+                            saved.as_ref().err().map(String::as_str).unwrap_or_default()
+                        );
+                        tracing::error!(service, to, reason = %why, "not acting");
+                        adjustments.push(why);
                     }
+                    Ok(Some(None)) | Err(_) => {
+                        envelope::record_failure(&before, state);
+                        self.report.lease_holds += 1;
+                        let why = match &confirmed {
+                            Err(e) => format!("held: the lease could not be confirmed: {e}"),
+                            _ => "held: the lease was lost before acting".to_string(),
+                        };
+                        tracing::warn!(service, to, reason = %why, "not acting");
+                        adjustments.push(why);
+                    }
+                    Ok(epoch) => match match epoch.flatten() {
+                        // The lease epoch is the fencing token: a backend that saw a later one
+                        // refuses this change.
+                        Some(e) => actuator.set_replicas_fenced(&service, from, to, e).await,
+                        None => actuator.set_replicas(&service, from, to).await,
+                    } {
+                        Ok(()) => acted = true,
+                        Err(e @ ActuatorError::Fenced { .. }) => {
+                            envelope::record_failure(&before, state);
+                            self.report.lease_holds += 1;
+                            tracing::warn!(service, to, error = %e, "deposed: not acting");
+                            adjustments.push(format!("held: {e}"));
+                        }
+                        Err(e @ ActuatorError::Ambiguous(_)) => {
+                            // It may have happened: the cooldown it started stays, so no second
+                            // change follows at once; the next vector reads the real count.
+                            self.report.actuation_failures += 1;
+                            tracing::error!(service, to, error = %e, "actuation outcome unknown");
+                            adjustments.push(format!("{e}; the cooldown is kept"));
+                        }
+                        Err(ActuatorError::Conflict { found, .. }) => {
+                            envelope::record_failure(&before, state);
+                            self.report.conflicts += 1;
+                            tracing::warn!(
+                                service,
+                                expected = from,
+                                found,
+                                to,
+                                "replicas changed since they were read; not acting"
+                            );
+                            adjustments.push(format!(
+                                "refused: replicas changed from {from} to {found} since they were read; the next vector decides again"
+                            ));
+                        }
+                        Err(e) => {
+                            envelope::record_failure(&before, state);
+                            self.report.actuation_failures += 1;
+                            autoscaler_telemetry::record_actuator_error(&service);
+                            tracing::error!(service, to, error = %e, "actuation failed");
+                            adjustments.push(format!("actuation failed: {e}"));
+                        }
+                    },
                 }
             }
         }
@@ -454,29 +886,65 @@ impl Scaler {
             adjustments,
             acted,
             dry_run,
-        };
+        }
+        .bounded();
         tracing::debug!(vector = %vector_id, service, decision = ?verdict, acted, "decided");
-        if held.is_some() {
+        if policy_held {
             self.report.policy_holds += 1;
         }
         // On disk before it is published: a restart never decides this vector again, and keeps
         // the cooldowns it started.
         if let Some(store) = &self.store {
-            store.record(&decision, state)?;
+            if let Err(e) = store.record(&decision, state) {
+                // Not kept (disk full, locked): the decision is still published; a restart may
+                // decide this vector again (it acted on nothing the store could not record).
+                self.report.store_failures += 1;
+                tracing::error!(vector = %vector_id, error = %e, "decision not recorded");
+            }
         }
-        self.deps
-            .bus
-            .publish(Outgoing::new(
-                &self.cfg.decisions_topic,
-                service,
-                encode(&decision),
-            ))
-            .await?;
-        if let Some(store) = &self.store {
-            store.mark_published(&decision.vector_id)?;
+        // Nothing to remember (e.g. a service that is not managed, a made-up name): forgotten,
+        // so junk never grows the per-service state.
+        if *state == ServiceState::default() {
+            self.states.remove(&service);
         }
         self.report.decisions += 1;
-        Ok(())
+        autoscaler_telemetry::record_decision(&decision, vector_published);
+        if self.cfg.print_decisions {
+            autoscaler_telemetry::block::print_decision(self.report.decisions, &decision);
+        }
+        let msg = Outgoing::new(&self.cfg.decisions_topic, service, encode(&decision));
+        match publish_retrying(self.deps.bus.as_ref(), msg, &self.shutdown).await {
+            Ok(true) => {
+                if let Some(store) = &self.store {
+                    if let Err(e) = store.mark_published(&decision.vector_id) {
+                        // Published again at the next start (at least once).
+                        self.report.store_failures += 1;
+                        tracing::error!(vector = %decision.vector_id, error = %e,
+                            "published decision not cleared from the outbox");
+                    }
+                }
+                Ok(true)
+            }
+            Ok(false) => Ok(false),
+            Err(e) => {
+                // Not retryable (e.g. refused by the broker): the decision stays in the outbox,
+                // retried at the next start within its budget; the scaler goes on.
+                self.report.publish_failures += 1;
+                tracing::error!(vector = %decision.vector_id, error = %e,
+                    "decision not published; kept in the outbox");
+                if let Some(store) = &self.store {
+                    match store.note_publish_failure(&decision.vector_id, OUTBOX_RETRY_BUDGET) {
+                        Ok(true) => self.report.quarantined += 1,
+                        Ok(false) => {}
+                        Err(e) => {
+                            self.report.store_failures += 1;
+                            tracing::error!(error = %e, "state store");
+                        }
+                    }
+                }
+                Ok(true)
+            }
+        }
     }
 
     /// Publish the decisions a previous run recorded but did not get to publish (it stopped
@@ -485,24 +953,39 @@ impl Scaler {
         let Some(store) = &self.store else {
             return Ok(());
         };
-        let pending = store.unpublished()?;
+        let pending = store.outbox()?;
         if !pending.is_empty() {
             tracing::warn!(
                 decisions = pending.len(),
                 "publishing decisions recorded before a crash"
             );
         }
-        for d in pending {
-            self.deps
-                .bus
-                .publish(Outgoing::new(
-                    &self.cfg.decisions_topic,
-                    &d.service,
-                    encode(&d),
-                ))
-                .await?;
-            store.mark_published(&d.vector_id)?;
-            self.report.republished += 1;
+        for row in pending {
+            let published = match row.decision {
+                Err(e) => Err(e),
+                Ok(d) => {
+                    let msg = Outgoing::new(&self.cfg.decisions_topic, &d.service, encode(&d));
+                    match publish_retrying(self.deps.bus.as_ref(), msg, &self.shutdown).await {
+                        Ok(true) => Ok(()),
+                        Ok(false) => return Ok(()),
+                        Err(e) => Err(e.to_string()),
+                    }
+                }
+            };
+            match published {
+                Ok(()) => {
+                    store.mark_published(&row.vector_id)?;
+                    self.report.republished += 1;
+                }
+                Err(e) => {
+                    self.report.publish_failures += 1;
+                    tracing::error!(vector = %row.vector_id, attempts = row.attempts + 1, error = %e,
+                        "outbox entry not published");
+                    if store.note_publish_failure(&row.vector_id, OUTBOX_RETRY_BUDGET)? {
+                        self.report.quarantined += 1;
+                    }
+                }
+            }
         }
         Ok(())
     }
@@ -513,7 +996,12 @@ impl Scaler {
         match problem {
             Some(p) if self.policy_problems.get(service).map(String::as_str) != Some(p) => {
                 tracing::error!(service, problem = p, "service left alone");
-                self.policy_problems.insert(service.into(), p.into());
+                // Bounded: past the bound a problem is logged at every decision instead.
+                if self.policy_problems.len() < MAX_TRACKED_SERVICES
+                    || self.policy_problems.contains_key(service)
+                {
+                    self.policy_problems.insert(service.into(), p.into());
+                }
             }
             Some(_) => {}
             None => {

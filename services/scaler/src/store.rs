@@ -52,6 +52,65 @@ CREATE TABLE IF NOT EXISTS outbox (
 );
 ";
 
+/// Migrations, in order: `MIGRATIONS[i]` takes a database from schema version `i + 1` to
+/// `i + 2` (version 1 is [`SCHEMA`]; SQLite's `user_version` holds the version, 0 meaning a
+/// database from before versions were kept, whose tables are those of version 1).
+const MIGRATIONS: &[&str] = &[
+    // 2: an outbox entry counts its failed publications; after the budget it is quarantined.
+    "ALTER TABLE outbox ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0;
+     CREATE TABLE IF NOT EXISTS quarantine (
+         vector_id        TEXT PRIMARY KEY,
+         decision_json    TEXT NOT NULL,
+         attempts         INTEGER NOT NULL,
+         quarantined_at_ms INTEGER NOT NULL
+     );",
+];
+
+/// The schema version this build writes.
+pub const SCHEMA_VERSION: i64 = 1 + MIGRATIONS.len() as i64;
+
+/// One entry of the outbox: a decision recorded but not (known to be) published.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutboxEntry {
+    /// The decided vector.
+    pub vector_id: VectorId,
+    /// Failed publications so far.
+    pub attempts: u32,
+    /// The decision, or why its row does not decode.
+    pub decision: Result<Decision, String>,
+}
+
+/// One `service_state` row (cooldown starts in unix ms, the stabilization history as JSON)
+/// decoded, or why it does not decode. Total: no input panics (fuzzed).
+pub fn state_from_row(
+    up_ms: Option<i64>,
+    down_ms: Option<i64>,
+    recent_json: &str,
+) -> Result<ServiceState, String> {
+    let pairs: Vec<(i64, u32)> = serde_json::from_str(recent_json).map_err(|e| {
+        autoscaler_contract::truncate_text(&e.to_string(), autoscaler_contract::MAX_REASON_LEN)
+    })?;
+    let recent: VecDeque<(DateTime<Utc>, u32)> = pairs
+        .into_iter()
+        .filter_map(|(t, r)| from_ms(t).map(|t| (t, r)))
+        .collect();
+    Ok(ServiceState {
+        last_scale_up: up_ms.and_then(from_ms),
+        last_scale_down: down_ms.and_then(from_ms),
+        recent,
+    })
+}
+
+/// One `outbox` row decoded: its decision, or why that does not decode. Total (fuzzed).
+pub fn outbox_entry_from_row(vector_id: String, attempts: i64, decision_json: &str) -> OutboxEntry {
+    OutboxEntry {
+        vector_id: VectorId(vector_id),
+        attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
+        decision: autoscaler_contract::decode::<Decision>(decision_json.as_bytes())
+            .map_err(|e| e.to_string()),
+    }
+}
+
 /// Errors of the state store. All are final for the scaler: it stops rather than act on state it
 /// cannot keep.
 #[derive(Debug, thiserror::Error)]
@@ -133,6 +192,26 @@ impl Store {
         conn.busy_timeout(std::time::Duration::from_secs(5))
             .map_err(err)?;
         conn.execute_batch(SCHEMA).map_err(err)?;
+        let version: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(err)?;
+        if version > SCHEMA_VERSION {
+            return Err(StoreError::Corrupt {
+                path: path.clone(),
+                what: format!(
+                    "schema version {version} is newer than this build's {SCHEMA_VERSION}: \
+                     written by a newer scaler"
+                ),
+            });
+        }
+        for (i, m) in MIGRATIONS.iter().enumerate() {
+            let to = i as i64 + 2;
+            if version.max(1) < to {
+                conn.execute_batch(&format!("BEGIN; {m} PRAGMA user_version = {to}; COMMIT;"))
+                    .map_err(err)?;
+                tracing::info!(path, version = to, "state store migrated");
+            }
+        }
         Ok(Store {
             conn: Mutex::new(conn),
             path,
@@ -185,23 +264,26 @@ impl Store {
         let mut out = HashMap::new();
         for row in rows {
             let (service, up, down, recent) = row.map_err(|e| self.sqlite(e))?;
-            let pairs: Vec<(i64, u32)> =
-                serde_json::from_str(&recent).map_err(|e| StoreError::Corrupt {
-                    path: self.path.clone(),
-                    what: format!("stabilization history of {service}: {e}"),
-                })?;
-            let recent: VecDeque<(DateTime<Utc>, u32)> = pairs
-                .into_iter()
-                .filter_map(|(t, r)| from_ms(t).map(|t| (t, r)))
-                .collect();
-            out.insert(
-                service,
-                ServiceState {
-                    last_scale_up: up.and_then(from_ms),
-                    last_scale_down: down.and_then(from_ms),
-                    recent,
-                },
-            );
+            match state_from_row(up, down, &recent) {
+                Ok(state) => {
+                    out.insert(service, state);
+                }
+                Err(e) => {
+                    // Repaired, not fatal: both cooldowns start now (the cautious reading of a
+                    // history that is lost), the stabilization history is empty.
+                    tracing::error!(path = %self.path, service, error = %e,
+                        "corrupt stored state: cooldowns restart now");
+                    let now = Some(Utc::now());
+                    out.insert(
+                        service,
+                        ServiceState {
+                            last_scale_up: now,
+                            last_scale_down: now,
+                            recent: VecDeque::new(),
+                        },
+                    );
+                }
+            }
         }
         Ok(out)
     }
@@ -291,6 +373,69 @@ impl Store {
             .map_err(|e| self.sqlite(e))
     }
 
+    /// Every outbox entry, oldest first, each with its failed publications and its decision
+    /// (or why it does not decode: a row is never a reason to stop).
+    pub fn outbox(&self) -> Result<Vec<OutboxEntry>, StoreError> {
+        let conn = self.lock();
+        let mut stmt = conn
+            .prepare("SELECT vector_id, attempts, decision_json FROM outbox ORDER BY seq")
+            .map_err(|e| self.sqlite(e))?;
+        let rows: Vec<(String, i64, String)> = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .map_err(|e| self.sqlite(e))?
+            .collect::<Result<_, _>>()
+            .map_err(|e| self.sqlite(e))?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, attempts, json)| outbox_entry_from_row(id, attempts, &json))
+            .collect())
+    }
+
+    /// Count a failed publication of `id`'s decision; at `budget` failures the entry leaves the
+    /// outbox for the `quarantine` table (logged at ERROR: an operator must look at it).
+    /// Returns whether it was quarantined.
+    pub fn note_publish_failure(&self, id: &VectorId, budget: u32) -> Result<bool, StoreError> {
+        let mut conn = self.lock();
+        let tx = conn.transaction().map_err(|e| self.sqlite(e))?;
+        tx.execute(
+            "UPDATE outbox SET attempts = attempts + 1 WHERE vector_id = ?1",
+            [&id.0],
+        )
+        .map_err(|e| self.sqlite(e))?;
+        let moved = tx
+            .execute(
+                "INSERT OR REPLACE INTO quarantine \
+                 (vector_id, decision_json, attempts, quarantined_at_ms) \
+                 SELECT vector_id, decision_json, attempts, ?2 FROM outbox \
+                 WHERE vector_id = ?1 AND attempts >= ?3",
+                params![id.0, ms(Utc::now()), budget],
+            )
+            .map_err(|e| self.sqlite(e))?;
+        if moved > 0 {
+            tx.execute("DELETE FROM outbox WHERE vector_id = ?1", [&id.0])
+                .map_err(|e| self.sqlite(e))?;
+            tracing::error!(alert = "decision_quarantined", path = %self.path, vector = %id,
+                attempts = budget, "decision quarantined: it could not be published");
+        }
+        tx.commit().map_err(|e| self.sqlite(e))?;
+        Ok(moved > 0)
+    }
+
+    /// The ids of the quarantined decisions, oldest first.
+    pub fn quarantined(&self) -> Result<Vec<VectorId>, StoreError> {
+        let conn = self.lock();
+        let mut stmt = conn
+            .prepare("SELECT vector_id FROM quarantine ORDER BY quarantined_at_ms, vector_id")
+            .map_err(|e| self.sqlite(e))?;
+        let ids = stmt
+            .query_map([], |r| r.get::<_, String>(0))
+            .map_err(|e| self.sqlite(e))?
+            .map(|r| r.map(VectorId))
+            .collect::<Result<_, _>>()
+            .map_err(|e| self.sqlite(e));
+        ids
+    }
+
     /// Decisions recorded but not (known to be) published, oldest first: a crash came between
     /// the two. The scaler publishes them again on start (a consumer may then see one twice,
     /// never zero times).
@@ -369,38 +514,18 @@ fn upsert_state(conn: &Connection, service: &str, s: &ServiceState) -> rusqlite:
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
-    use autoscaler_contract::{Strategy, Verdict, SCHEMA_VERSION};
 
     fn t(s: i64) -> DateTime<Utc> {
         DateTime::from_timestamp(1_720_000_000 + s, 0).unwrap()
     }
 
     pub(crate) fn decision(id: &str, service: &str) -> Decision {
-        Decision {
-            schema_version: SCHEMA_VERSION,
-            vector_id: VectorId(id.into()),
-            service: service.into(),
-            decision: Verdict::ScaleUp,
-            timestamp: t(1),
-            metric_time: t(0),
-            scale_up_votes: 3,
-            no_action_votes: 0,
-            abstentions: 0,
-            missing_models: vec![],
-            total_votes: 3,
-            confidence: 0.9,
-            strategy: Strategy::Majority,
-            weighted_score: None,
-            votes: vec![],
-            from_replicas: Some(2),
-            to_replicas: Some(3),
-            reason: "test".into(),
-            adjustments: vec![],
-            acted: true,
-            dry_run: false,
-        }
+        autoscaler_contract::fixtures::decision(id, service)
+            .decided_at(t(1))
+            .metric_time(t(0))
+            .build()
     }
 
     #[test]
@@ -474,5 +599,55 @@ mod tests {
         let ids = s.recent_decided(usize::MAX >> 1).unwrap();
         assert_eq!(ids.len(), 10);
         assert_eq!(ids.last().unwrap().0, "v999");
+    }
+
+    /// A database from before schema versions (the outbox had no `attempts`) is migrated in
+    /// place, its pending decision kept; one from a newer build is refused, not misread.
+    #[test]
+    fn an_old_database_is_migrated_and_a_newer_one_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.db");
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(SCHEMA).unwrap();
+            let json = String::from_utf8(encode(&decision("orders@1@0", "orders"))).unwrap();
+            conn.execute(
+                "INSERT INTO outbox (vector_id, decision_json) VALUES ('orders@1@0', ?1)",
+                [json],
+            )
+            .unwrap();
+        }
+        let s = Store::open(&path).unwrap();
+        let out = s.outbox().unwrap();
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].attempts, 0);
+        assert!(!s.note_publish_failure(&out[0].vector_id, 2).unwrap());
+        assert_eq!(s.outbox().unwrap()[0].attempts, 1);
+        drop(s);
+        let conn = Connection::open(&path).unwrap();
+        let v: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, super::SCHEMA_VERSION);
+        conn.execute_batch("PRAGMA user_version = 99").unwrap();
+        drop(conn);
+        let e = Store::open(&path).unwrap_err().to_string();
+        assert!(e.contains("newer"), "{e}");
+    }
+
+    /// A stabilization history that does not decode no longer stops the scaler: the service's
+    /// cooldowns restart now.
+    #[test]
+    fn a_corrupt_state_row_is_repaired_not_fatal() {
+        let s = Store::open_in_memory().unwrap();
+        s.save_state("orders", &ServiceState::default()).unwrap();
+        s.lock()
+            .execute("UPDATE service_state SET recent_json = 'garbage'", [])
+            .unwrap();
+        let before = Utc::now();
+        let st = &s.load_states().unwrap()["orders"];
+        assert!(st.recent.is_empty());
+        assert!(st.last_scale_up.unwrap() >= before - chrono::Duration::seconds(1));
+        assert!(st.last_scale_down.is_some());
     }
 }

@@ -40,6 +40,11 @@ pub const DEFAULT_DOCKER_HOST: &str = "unix:///var/run/docker.sock";
 pub const DEFAULT_DOCKER_TIMEOUT: Duration = Duration::from_secs(10);
 /// Fresh read-and-update attempts after a version conflict.
 pub const DEFAULT_CONFLICT_RETRIES: u32 = 5;
+/// The label an update writes with the lease epoch it was made under (the fencing token):
+/// an update under a lower epoch than the label's is refused.
+pub const LABEL_LEASE_EPOCH: &str = "autoscaler.lease_epoch";
+/// Fresh reads after an update whose answer was lost (a timeout: it may have happened).
+pub const AMBIGUOUS_REREADS: u32 = 3;
 
 /// Configuration of the Swarm actuator.
 #[derive(Debug, Clone)]
@@ -168,6 +173,15 @@ impl SwarmActuator {
         let spec = s.spec.ok_or_else(|| {
             ActuatorError::Unavailable(format!("service `{service}`: no spec in the answer"))
         })?;
+        // Docker resolves a name it does not know as an ID prefix: `api` could be the service
+        // `k3x…` of another team. Only the exact name or the full ID is the service asked for.
+        let exact = spec.name.as_deref() == Some(service) || s.id.as_deref() == Some(service);
+        if !exact {
+            return Err(ActuatorError::UnknownService(format!(
+                "{service} (no service of that name; Docker matched `{}` by ID prefix)",
+                spec.name.as_deref().unwrap_or("?")
+            )));
+        }
         let labels = spec.labels.clone().unwrap_or_default();
         let from_file = self.cfg.policy_file.services.get(service);
         let bad = |problems| ActuatorError::BadPolicy {
@@ -312,12 +326,91 @@ impl Actuator for SwarmActuator {
         Ok(self.read(service).await?.policy)
     }
 
-    async fn set_replicas(&self, service: &str, replicas: u32) -> Result<(), ActuatorError> {
+    async fn set_replicas(
+        &self,
+        service: &str,
+        expected: u32,
+        replicas: u32,
+    ) -> Result<(), ActuatorError> {
+        self.update(service, expected, replicas, None).await
+    }
+
+    async fn set_replicas_fenced(
+        &self,
+        service: &str,
+        expected: u32,
+        replicas: u32,
+        epoch: u64,
+    ) -> Result<(), ActuatorError> {
+        self.update(service, expected, replicas, Some(epoch)).await
+    }
+
+    async fn healthcheck(&self) -> Result<(), ActuatorError> {
+        let docker = self.client().await?;
+        docker
+            .ping()
+            .await
+            .map(|_| ())
+            .map_err(|e| classify("(ping)", e, self.cfg.timeout))
+    }
+}
+
+impl SwarmActuator {
+    /// After an update whose answer was lost: read until the service says what happened. The
+    /// target in place: done. The old count: not done (`err`). Another count: a conflict.
+    async fn resolve_ambiguous(
+        &self,
+        service: &str,
+        expected: u32,
+        replicas: u32,
+        err: ActuatorError,
+    ) -> Result<(), ActuatorError> {
+        for attempt in 1..=AMBIGUOUS_REREADS {
+            tokio::time::sleep(Duration::from_millis(200) * attempt).await;
+            match self.read(service).await.and_then(|m| m.replicas) {
+                Ok(n) if n == replicas => {
+                    tracing::warn!(service, to = replicas, error = %err,
+                        "the update's answer was lost, but it happened");
+                    return Ok(());
+                }
+                Ok(n) if n == expected => return Err(err),
+                Ok(found) => {
+                    return Err(ActuatorError::Conflict {
+                        service: service.into(),
+                        expected,
+                        found,
+                    })
+                }
+                Err(e) => tracing::warn!(service, error = %e, attempt,
+                    "re-reading after an update whose answer was lost"),
+            }
+        }
+        Err(ActuatorError::Ambiguous(format!(
+            "{err}; `{service}` could not be read back: the update may have happened"
+        )))
+    }
+
+    async fn update(
+        &self,
+        service: &str,
+        expected: u32,
+        replicas: u32,
+        epoch: Option<u64>,
+    ) -> Result<(), ActuatorError> {
         let mut attempt = 0;
         loop {
             attempt += 1;
             let m = self.read(service).await?;
             let current = m.replicas?;
+            if current != expected && current != replicas {
+                // Compare-and-set: somebody scaled it since the decision read it (also after a
+                // version conflict: the fresh read decides). Their count stands.
+                return Err(ActuatorError::Conflict {
+                    service: service.into(),
+                    expected,
+                    found: current,
+                });
+            }
             let (min, max) = (m.policy.min_replicas, m.policy.max_replicas);
             if min.is_some_and(|min| replicas < min) || max.is_some_and(|max| replicas > max) {
                 // The envelope should never ask this; if the labels changed since it decided,
@@ -326,6 +419,24 @@ impl Actuator for SwarmActuator {
                     "{replicas} replicas is outside the bounds of `{service}` \
                      (min {min:?}, max {max:?}) as just read"
                 )));
+            }
+            if m.policy.dry_run == Some(true) {
+                // Labelled dry-run since the decision read it: the fresh label wins.
+                return Err(ActuatorError::Refused(format!(
+                    "`{service}` is labelled {}=true as just read",
+                    policy::LABEL_DRY_RUN
+                )));
+            }
+            let labels = m.spec.labels.clone().unwrap_or_default();
+            if let (Some(epoch), Some(seen)) = (epoch, labels.get(LABEL_LEASE_EPOCH)) {
+                let seen = seen.trim().parse::<u64>().unwrap_or(u64::MAX);
+                if epoch < seen {
+                    return Err(ActuatorError::Fenced {
+                        service: service.into(),
+                        epoch,
+                        seen,
+                    });
+                }
             }
             if current == replicas {
                 return Ok(());
@@ -336,6 +447,13 @@ impl Actuator for SwarmActuator {
             let mut spec = m.spec;
             if let Some(r) = spec.mode.as_mut().and_then(|mode| mode.replicated.as_mut()) {
                 r.replicas = Some(i64::from(replicas));
+            }
+            if let Some(epoch) = epoch {
+                // Written in the same versioned update: a successor's write in between makes
+                // this one a version conflict, and the fresh read then finds its epoch.
+                spec.labels
+                    .get_or_insert_with(HashMap::new)
+                    .insert(LABEL_LEASE_EPOCH.into(), epoch.to_string());
             }
             let version = i32::try_from(m.version).map_err(|_| {
                 ActuatorError::Refused(format!(
@@ -380,18 +498,16 @@ impl Actuator for SwarmActuator {
                         "service `{service}` kept changing: {attempt} version conflicts in a row"
                     )))
                 }
-                Err(e) => return Err(classify(service, e, self.cfg.timeout)),
+                Err(e) => {
+                    let e = classify(service, e, self.cfg.timeout);
+                    if e.is_retryable() {
+                        // A timeout or a lost connection: the update may have been applied.
+                        return self.resolve_ambiguous(service, expected, replicas, e).await;
+                    }
+                    return Err(e);
+                }
             }
         }
-    }
-
-    async fn healthcheck(&self) -> Result<(), ActuatorError> {
-        let docker = self.client().await?;
-        docker
-            .ping()
-            .await
-            .map(|_| ())
-            .map_err(|e| classify("(ping)", e, self.cfg.timeout))
     }
 }
 

@@ -158,6 +158,7 @@ async fn bounded<F: std::future::Future<Output = ()>>(f: F) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a Docker Swarm (scripts/swarm-up.sh)"]
 async fn scales_a_labelled_service_up_and_down_within_its_bounds() {
     let Some(docker) = daemon("scales_a_labelled_service_up_and_down_within_its_bounds").await
     else {
@@ -208,6 +209,7 @@ async fn scales_a_labelled_service_up_and_down_within_its_bounds() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a Docker Swarm (scripts/swarm-up.sh)"]
 async fn honours_a_cooldown_across_a_restart() {
     let Some(docker) = daemon("honours_a_cooldown_across_a_restart").await else {
         return;
@@ -250,6 +252,7 @@ async fn honours_a_cooldown_across_a_restart() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a Docker Swarm (scripts/swarm-up.sh)"]
 async fn retries_a_concurrent_docker_service_update() {
     let Some(docker) = daemon("retries_a_concurrent_docker_service_update").await else {
         return;
@@ -286,7 +289,7 @@ async fn retries_a_concurrent_docker_service_update() {
             })
         }));
         actuator
-            .set_replicas(&name, 3)
+            .set_replicas(&name, 1, 3)
             .await
             .expect("scaled despite the conflict");
         assert!(fired.load(Ordering::SeqCst));
@@ -303,6 +306,7 @@ async fn retries_a_concurrent_docker_service_update() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a Docker Swarm (scripts/swarm-up.sh)"]
 async fn leaves_unlabelled_and_badly_labelled_services_alone_and_manages_the_rest() {
     let Some(docker) =
         daemon("leaves_unlabelled_and_badly_labelled_services_alone_and_manages_the_rest").await
@@ -390,7 +394,7 @@ async fn leaves_unlabelled_and_badly_labelled_services_alone_and_manages_the_res
         }
         // The actuator itself refuses to touch what it does not manage.
         assert!(matches!(
-            actuator.set_replicas(&plain.name, 3).await,
+            actuator.set_replicas(&plain.name, 1, 3).await,
             Err(ActuatorError::UnknownService(_))
         ));
         let r = s.stop().await;

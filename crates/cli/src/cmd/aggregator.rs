@@ -6,6 +6,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::bus::{standalone_bus, BusArgs, BusKind};
 use crate::opts::aggregator::{aggregator_config, AggregatorOpts};
+use crate::opts::telemetry::MetricsOpts;
 
 /// `autoscaler aggregator`.
 #[derive(Debug, Clone, Args)]
@@ -16,6 +17,9 @@ pub struct AggregatorArgs {
     /// The bus.
     #[command(flatten)]
     pub bus: BusArgs,
+    /// Prometheus `/metrics`.
+    #[command(flatten)]
+    pub metrics: MetricsOpts,
 }
 
 /// Run the aggregator; prints `aggregator: N polls, M vectors` on stderr at the end.
@@ -29,6 +33,7 @@ pub async fn run(a: AggregatorArgs, shutdown: CancellationToken) -> anyhow::Resu
         r.start_time = chrono::Utc::now();
     }
     let needs_peers = cfg.mode == Mode::Production;
+    a.metrics.start(&shutdown).await;
     let bus = standalone_bus(&a.bus, needs_peers).await?;
     let report = autoscaler_aggregator::run(
         cfg,

@@ -19,6 +19,8 @@ use crate::pipeline::{self, Pipeline};
 
 /// Hours of the shipped trace (1995-07-12 to 07-14): the longest demo.
 pub const MAX_HOURS: f64 = 72.0;
+/// Where the demo writes the lab's timeline of the same hours.
+pub const TIMELINE_PLOT: &str = "output/demo-timeline.svg";
 
 /// `autoscaler demo`.
 #[derive(Debug, Clone, Args)]
@@ -72,6 +74,20 @@ pub async fn run(a: DemoArgs, shutdown: CancellationToken) -> anyhow::Result<()>
         a.hours, a.strategy, a.seed
     );
     pipeline::run(p, shutdown).await?;
+    // The same hours in the lab: the default policy beside its baselines (deterministic lines;
+    // the plot's path goes to stderr, not the summary).
+    let (hours, seed) = (a.hours, a.seed);
+    let bt = tokio::task::spawn_blocking(move || autoscaler_lab::demo::demo_backtest(hours, seed))
+        .await??;
+    for line in autoscaler_lab::demo::demo_lines(&bt) {
+        println!("{line}");
+    }
+    let plot = std::path::Path::new(TIMELINE_PLOT);
+    if let Some(dir) = plot.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    autoscaler_lab::plot::write_plot(&bt, plot)?;
+    eprintln!("wrote the timeline of the same hours to {}", plot.display());
     eprintln!(
         "demo finished in {:.1} s wall time",
         started.elapsed().as_secs_f64()

@@ -13,15 +13,20 @@
 //! [`Command::run`].
 
 pub mod aggregator;
+pub mod backtest;
+pub mod bench_footprint;
 pub mod bench_kafka;
+pub mod bench_models;
 pub mod demo;
 pub mod demo_service;
 pub mod drift;
 pub mod evaluate;
+pub mod forecast_eval;
 pub mod inference;
 pub mod outcomes;
 pub mod promote;
 pub mod retrain;
+pub mod optimizer;
 pub mod run;
 pub mod scaler;
 pub mod tail;
@@ -64,6 +69,10 @@ pub enum Command {
     Tail(tail::TailArgs),
     /// Measure a running Kafka pipeline: throughput and vector-to-decision latency.
     BenchKafka(bench_kafka::BenchKafkaArgs),
+    /// Measure each service's resident memory and start-up time on Kafka, and the binary size.
+    BenchFootprint(bench_footprint::BenchFootprintArgs),
+    /// Benchmark the models: native, the C API / smartcore and Python on the same files.
+    BenchModels(bench_models::BenchModelsArgs),
     /// Train the models from metrics CSVs (development mode's or the simulator's).
     Train(train::TrainArgs),
     /// Evaluate saved models and the voting rules on metrics CSVs: table, JSON and plot.
@@ -81,9 +90,18 @@ pub enum Command {
     Drift(drift::DriftArgs),
     /// Learning loop: promote a candidate to the live models (atomic swap; hot reload).
     Promote(promote::PromoteArgs),
+    /// Every chosen policy side by side on one trace through the simulated services (the HPA
+    /// sweep, the baselines, the default `hybrid` and the clairvoyant oracle): tables, JSON, plots.
+    Backtest(backtest::BacktestArgs),
     /// A small HTTP service to scale: Sock Shop-like routes that burn real CPU on a fixed pool
     /// of workers, and Sock Shop's Prometheus metrics on /metrics.
     DemoService(demo_service::DemoServiceArgs),
+    /// Rolling-origin evaluation of the demand forecasters on a trace: MAE/RMSE/MAPE per model
+    /// and horizon, SARIMAX's order and AIC, JSON and plot.
+    ForecastEval(forecast_eval::ForecastEvalArgs),
+    /// The optimizer API: POST /optimize answers a replica plan (forecast + MILP) one value per
+    /// second; /health, /metrics; token auth.
+    Optimizer(optimizer::OptimizerArgs),
 }
 
 impl Command {
@@ -97,6 +115,8 @@ impl Command {
             Command::Demo(a) => demo::run(a, shutdown).await,
             Command::Tail(a) => tail::run(a, shutdown).await,
             Command::BenchKafka(a) => bench_kafka::run(a, shutdown).await,
+            Command::BenchFootprint(a) => bench_footprint::run(a, shutdown).await,
+            Command::BenchModels(a) => bench_models::run(a, shutdown).await,
             Command::Train(a) => train::run(a, shutdown).await,
             Command::Evaluate(a) => evaluate::run(a, shutdown).await,
             Command::TrainingData(a) => training_data::run(a, shutdown).await,
@@ -105,6 +125,9 @@ impl Command {
             Command::Retrain(a) => retrain::run(a, shutdown).await,
             Command::Drift(a) => drift::run(a, shutdown).await,
             Command::Promote(a) => promote::run(a, shutdown).await,
+            Command::Backtest(a) => backtest::run(a, shutdown).await,
+            Command::ForecastEval(a) => forecast_eval::run(a, shutdown).await,
+            Command::Optimizer(a) => optimizer::run(a, shutdown).await,
         }
     }
 }

@@ -7,3 +7,4 @@ pub mod learning;
 pub mod models;
 pub mod parse;
 pub mod scaler;
+pub mod telemetry;

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use autoscaler_contract::{ModelKind, Strategy};
+use autoscaler_contract::{ClockMode, ModelKind, Strategy, DEFAULT_CLOCK};
 use autoscaler_scaler::envelope::{
     DEFAULT_COOLDOWN_DOWN_SECS, DEFAULT_COOLDOWN_UP_SECS, DEFAULT_MAX_REPLICAS, DEFAULT_MAX_STEP,
     DEFAULT_MIN_REPLICAS, DEFAULT_STABILIZATION_SECS,
@@ -64,6 +64,10 @@ pub struct ScalerOpts {
     /// Decide and publish, change nothing ("would scale").
     #[arg(long, env = "DRY_RUN")]
     pub dry_run: bool,
+    /// The clock votes are checked against: `wall` in production, `replay` when the metrics are
+    /// a replayed log with simulated time (the log's own time is the clock).
+    #[arg(long, env = "AUTOSCALER_CLOCK", default_value_t = DEFAULT_CLOCK)]
+    pub clock: ClockMode,
 }
 
 impl Default for ScalerOpts {
@@ -83,6 +87,7 @@ impl Default for ScalerOpts {
             stabilization_sec: DEFAULT_STABILIZATION_SECS,
             max_step: DEFAULT_MAX_STEP,
             dry_run: false,
+            clock: DEFAULT_CLOCK,
         }
     }
 }
@@ -113,6 +118,7 @@ pub fn scaler_config(o: &ScalerOpts) -> Result<ScalerConfig, ConfigError> {
         max_step: o.max_step,
     };
     cfg.dry_run = o.dry_run;
+    cfg.clock = o.clock;
     problems.extend(cfg.problems());
     ConfigError::check(problems)?;
     Ok(cfg)

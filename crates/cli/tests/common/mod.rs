@@ -27,6 +27,7 @@ pub fn bin() -> Command {
         "AGGREGATOR_CONFIG",
         "METRICS_CSV",
         "AUTOSCALER_SOURCE",
+        "AUTOSCALER_CLOCK",
     ] {
         c.env_remove(var);
     }

@@ -1,14 +1,14 @@
 //! Shared by the scaler's integration tests: a scaler on the in-process bus, fed votes by hand.
 #![allow(dead_code)]
 
+pub mod tansu;
+
 use std::sync::Arc;
 use std::time::Duration;
 
 use autoscaler_bus::{Bus, MemoryBus, Outgoing, Overflow, Subscription};
-use autoscaler_contract::{
-    decode, encode, Decision, ModelKind, Strategy, VectorId, Vote, DECISIONS_TOPIC, SCHEMA_VERSION,
-    VOTES_TOPIC,
-};
+use autoscaler_contract::fixtures;
+use autoscaler_contract::{decode, encode, Decision, Strategy, Vote, DECISIONS_TOPIC, VOTES_TOPIC};
 use autoscaler_scaler::{run, Actuator, ScalerConfig, ScalerDeps, ScalerError, ScalerReport};
 use autoscaler_voting::VotingConfig;
 use chrono::{DateTime, Utc};
@@ -16,33 +16,19 @@ use tokio_util::sync::CancellationToken;
 
 /// Metric time 0 of every test.
 pub fn t0() -> DateTime<Utc> {
-    DateTime::from_timestamp(1_720_000_000, 0).unwrap()
+    fixtures::t0()
 }
 
 /// The three models' votes on vector `id` of `service` at `at_secs`: all "up", or all
 /// "no action" and safe at one replica fewer.
 pub fn votes(id: &str, service: &str, at_secs: i64, up: bool) -> Vec<Vote> {
-    let t = t0() + chrono::Duration::seconds(at_secs);
-    ModelKind::ALL
-        .into_iter()
-        .map(|model| Vote {
-            schema_version: SCHEMA_VERSION,
-            vector_id: VectorId(id.into()),
-            timestamp: t,
-            metric_time: t,
-            service: service.into(),
-            model,
-            model_version: "test".into(),
-            prediction: Some(up as u8),
-            probability: Some(if up { 0.9 } else { 0.1 }),
-            confidence: Some(0.9),
-            threshold: 0.5,
-            abstain_reason: None,
-            replicas: None,
-            probability_one_fewer: (!up).then_some(0.05),
-            p95_latency_ms: None,
-        })
-        .collect()
+    let t = fixtures::at(at_secs);
+    fixtures::votes(&format!("{id}@{}", t.timestamp_millis()), |v| {
+        v.service(service)
+            .at(t)
+            .ballot(up)
+            .one_fewer((!up).then_some(0.05))
+    })
 }
 
 /// A running scaler (majority, 1 s decision window) and a reader of its decisions.
@@ -60,6 +46,9 @@ pub async fn start(actuator: Arc<dyn Actuator>, state_db: Option<std::path::Path
     let mut cfg = ScalerConfig::new(VotingConfig::new(Strategy::Majority));
     cfg.decision_window = Duration::from_secs(1);
     cfg.state_db = state_db;
+    // The fixtures' metric times are fixed (2024) and minutes apart: the log's own clock.
+    cfg.clock = autoscaler_contract::ClockMode::Replay;
+    cfg.max_skew_secs = 86_400;
     let shutdown = CancellationToken::new();
     let deps = ScalerDeps {
         bus: Arc::new(bus.clone()),
