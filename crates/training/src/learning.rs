@@ -771,6 +771,9 @@ pub struct RetrainOutcome {
     pub card: ModelCard,
 }
 
+/// A loaded model, its score on a slice, and its probabilities on that slice's rows.
+type Scored = (Box<dyn Model>, SliceScore, Vec<f64>);
+
 /// Score the models in `dir` on `idx` rows of `records` (features over all of them, for the
 /// history), at each model's threshold.
 fn score_dir(
@@ -778,7 +781,7 @@ fn score_dir(
     records: &[Record],
     labels: &[Option<bool>],
     idx: &[usize],
-) -> Result<Vec<(Box<dyn Model>, SliceScore, Vec<f64>)>, TrainingError> {
+) -> Result<Vec<Scored>, TrainingError> {
     let mut out = Vec::new();
     for kind in ModelKind::ALL {
         let model = load(kind, dir)?;

@@ -641,7 +641,7 @@ mod hardening_tests {
 mod history_tests {
     use super::*;
     use autoscaler_bus::{MemoryBus, Overflow};
-    use autoscaler_contract::fixtures;
+    use autoscaler_contract::{decode, fixtures};
     use autoscaler_models::ModelError;
     use chrono::DateTime;
 
