@@ -20,8 +20,8 @@
 //! that no smoothing predicts, and a replica kept from the last peak absorbs it.
 //!
 //! Until the curve can be fitted (the first polls, or a load that never varied) it falls back
-//! to a reactive rule on the p95 alone: over the target add half the replicas (at least one),
-//! never remove.
+//! to a reactive rule on the p95 alone: over the target add half the ready replicas (at least
+//! one; replicas still starting count towards the step), never remove.
 
 use std::collections::VecDeque;
 
@@ -258,8 +258,11 @@ impl Policy for Capacity {
                     .is_some_and(|p| p > self.margin * obs.sla_p95_ms)
                     || obs.features.error_rate_pct.is_some_and(|e| e > 0.0);
                 if over {
+                    // Half the ready replicas more: replicas already starting count towards
+                    // the step (as in the hybrid's emergency step).
+                    let ready = obs.ready_replicas.min(current);
                     (
-                        obs.bounds.clamp(current + (current / 2).max(1)),
+                        obs.bounds.clamp((ready + (ready / 2).max(1)).max(current)),
                         "no curve yet: p95 over the target, add half".to_string(),
                     )
                 } else {

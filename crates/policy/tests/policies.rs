@@ -132,6 +132,26 @@ fn hybrid_falls_back_to_an_emergency_scale_up() {
 }
 
 #[test]
+fn the_emergency_step_counts_replicas_already_starting() {
+    let mut p = build("hybrid");
+    let f = Features {
+        p95_latency_ms: Some(900.0),
+        request_rate_rps: Some(30.0),
+        error_rate_pct: Some(0.0),
+        ..Features::default()
+    };
+    // 4 ready and 2 more starting (the previous step): still over the SLA, the step from the 4
+    // ready ones is 6, which is already asked for; no second step on top of it.
+    let starting = Observation {
+        ready_replicas: 4,
+        ..obs(30.0, &f, 6)
+    };
+    assert_eq!(p.recommend(&starting).replicas, 6);
+    // Once they are ready and it is still over, the next step.
+    assert_eq!(p.recommend(&obs(60.0, &f, 6)).replicas, 9);
+}
+
+#[test]
 fn static_and_unknown_parameters() {
     let mut p = build("static:replicas=3");
     assert_eq!(p.recommend(&obs(0.0, &Features::default(), 7)).replicas, 3);
