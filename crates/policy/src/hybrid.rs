@@ -33,6 +33,7 @@ pub const PARAMETERS: &[&str] = &[
     "extrapolate",
     "period_secs",
     "risk",
+    "recent_secs",
 ];
 
 /// The composition for one service.
