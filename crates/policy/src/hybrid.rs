@@ -34,6 +34,7 @@ pub const PARAMETERS: &[&str] = &[
     "period_secs",
     "risk",
     "recent_secs",
+    "phase",
 ];
 
 /// The composition for one service.
