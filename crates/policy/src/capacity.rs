@@ -31,7 +31,7 @@
 //! the peak comes back and lets it go (ratio below 1) where it does not, for ~3 % fewer
 //! replica-hours on the NASA traces. Twitter's spikes come at :02 and :32 of the hour: the
 //! phase test finds those phases and pre-provisions them (a quarter of the violation minutes,
-//! for ~11 % more replica-hours); on the NASA traces no phase tests hot.
+//! for ~11 % more replica-hours); on the NASA traces it costs next to nothing.
 //!
 //! Until the curve can be fitted (the first polls, or a load that never varied) it falls back
 //! to a reactive rule on the p95 alone: over the target add half the ready replicas (at least
