@@ -37,6 +37,7 @@ pub mod ensemble;
 pub mod fixed;
 pub mod hpa;
 pub mod hybrid;
+pub mod phase;
 pub mod quantile;
 pub mod threshold;
 pub mod triggers;
