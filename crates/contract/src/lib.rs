@@ -1025,11 +1025,18 @@ mod tests {
         };
         now.set_deltas_from(Some(&prev));
         assert_eq!(
-            (now.delta_rps, now.delta_p95_latency_ms, now.delta_cpu_usage_pct),
+            (
+                now.delta_rps,
+                now.delta_p95_latency_ms,
+                now.delta_cpu_usage_pct
+            ),
             (Some(4.0), None, None)
         );
         now.set_deltas_from(None);
-        assert_eq!(now.delta_rps, None, "no previous poll: no delta, not a jump from 0");
+        assert_eq!(
+            now.delta_rps, None,
+            "no previous poll: no delta, not a jump from 0"
+        );
     }
 
     fn vector() -> FeatureVector {
