@@ -704,6 +704,11 @@ mod history_tests {
             },
             shutdown.clone(),
         ));
+        // The service subscribes inside `run`: a vector published before its group exists is
+        // not delivered to it.
+        while bus.groups(METRICS_TOPIC) == 0 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
         for (poll, p95) in [(1, 10.0), (2, 20.0), (3, 30.0)] {
             bus.publish(Outgoing::new(
                 METRICS_TOPIC,
