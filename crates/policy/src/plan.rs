@@ -596,11 +596,12 @@ mod tests {
     fn scales_ahead_of_a_daily_rise_it_has_seen() {
         let mut p = plan(&[("model", 3.0)]); // seasonal naive: one day of history is enough
         let day = 86_400.0;
-        // One day and ten hours less two minutes: the rise is 120 s away.
-        let (rec, replicas) = drive(&mut p, 4, 0.0, day + 10.0 * 3600.0 - 120.0, daily_step);
+        // Up to one day and ten hours less a minute: the last poll is 90 s before the rise, within
+        // the plan's lead (PLAN_LEAD_SECS, 120 s: a replica asked for now is ready by then).
+        let (rec, replicas) = drive(&mut p, 4, 0.0, day + 10.0 * 3600.0 - 60.0, daily_step);
         let cap = p.capacity().expect("a capacity was learned");
         assert!((6.0..9.0).contains(&cap), "capacity {cap}");
-        let now_need = (daily_step(day + 10.0 * 3600.0 - 150.0) / cap).ceil() as u32;
+        let now_need = (daily_step(day + 10.0 * 3600.0 - 90.0) / cap).ceil() as u32;
         assert!(
             replicas > now_need,
             "ahead of the rise: {replicas} replicas, the load now needs {now_need} ({rec:?})"
@@ -611,7 +612,7 @@ mod tests {
         let (rec, after) = drive(
             &mut p,
             replicas,
-            day + 10.0 * 3600.0 - 120.0,
+            day + 10.0 * 3600.0 - 60.0,
             day + 14.0 * 3600.0,
             daily_step,
         );
