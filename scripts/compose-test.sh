@@ -23,10 +23,10 @@
 #   CI=true: a missing Docker daemon fails instead of skipping.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-# The stack runs its own broker (`kafka:9092` inside its network): the host's test broker, which
-# scripts/test.sh exports for the cargo tests, must not leak into the compose file's
-# ${KAFKA_BOOTSTRAP_SERVERS:-kafka:9092} (127.0.0.1 inside a container is the container).
-unset KAFKA_BOOTSTRAP_SERVERS
+# The stack runs its own broker (`kafka:9092` inside its network). The compose file reads
+# STACK_KAFKA_BOOTSTRAP, not the KAFKA_BOOTSTRAP_SERVERS that scripts/test.sh exports for the
+# cargo tests (127.0.0.1 inside a container is the container).
+unset STACK_KAFKA_BOOTSTRAP
 say() { echo "compose-test: $*" >&2; }
 t_start=$(date +%s)
 declare -A timing

@@ -1,31 +1,69 @@
 #!/usr/bin/env bash
-# Real data, not in CI: train on the Sock Shop GKE runs of some load patterns and evaluate on
-# another, from the peer project's data (read in place; never copied into this repository).
+# Real data, not in CI: train on the Sock Shop GKE runs of two load patterns and evaluate on the
+# third, for every such split, from the peer project's data (read in place; never copied into
+# this repository).
 #
-#   scripts/eval-peer-data.sh                       # train on ramp + constant, test on spike
-#   TRAIN_PATTERNS="spike constant" TEST_PATTERN=ramp scripts/eval-peer-data.sh
+#   scripts/eval-peer-data.sh                        # the three splits, then a summary table
+#   TEST_PATTERNS=spike scripts/eval-peer-data.sh    # only "train on ramp + constant, test on spike"
+#   FEATURES=request_rate_rps,p95_latency_ms scripts/eval-peer-data.sh   # another feature list
+#   BIN=/path/to/old/autoscaler OUT=output/peer-before scripts/eval-peer-data.sh   # another build
 #
 # Labels are re-derived (p95 above SLA_MS in any of the next 2 polls; the peer's own labels
-# include the current row and are ignored). The data has no replica counts, so the models take
-# the ten contract features only. Models and outputs go to output/peer/ (not versioned).
+# include the current row and are ignored). Within the training patterns the split is by run:
+# the thresholds (and the calibration, and the weighted rule's weights) come from validation
+# runs only; the test pattern is never seen before `evaluate`. The data has no replica counts,
+# so no per-replica feature is used. Models and outputs go to output/peer/<test pattern>/ (not
+# versioned); the summary (per model and voting rule: precision, recall, F1, ROC-AUC, PR-AUC,
+# Brier) is printed last and written to output/peer/summary.txt.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PEER="${PEER_DATA:-../shared/peer-data/sockshop-ml-autoscaler}/kafka-structured/data/gke/experiments"
-TRAIN_PATTERNS="${TRAIN_PATTERNS:-ramp constant}"
-TEST_PATTERN="${TEST_PATTERN:-spike}"
+PATTERNS="${PATTERNS:-constant ramp spike}"
+TEST_PATTERNS="${TEST_PATTERNS:-$PATTERNS}"
 SLA_MS="${SLA_MS:-35.68}"   # the peer project's GKE SLA on p95
 SEED="${SEED:-42}"
 OUT="${OUT:-output/peer}"
+# The optimised dev build the tests and the demo use (Cargo.toml: [profile.dev] opt-level 2).
+PROFILE="${PROFILE:-dev}"
 [ -d "$PEER" ] || { echo "no peer data at $PEER (set PEER_DATA)" >&2; exit 1; }
-cargo build --release --quiet
-bin="${CARGO_TARGET_DIR:-target}/release/autoscaler"
-train=(); test=()
-for p in $TRAIN_PATTERNS; do for f in "$PEER/$p"/run_*/metrics.csv; do train+=("$p=$f"); done; done
-for f in "$PEER/$TEST_PATTERN"/run_*/metrics.csv; do test+=("$TEST_PATTERN=$f"); done
-echo "== train on [$TRAIN_PATTERNS] (${#train[@]} runs), split by run; SLA p95 ${SLA_MS} ms"
-"$bin" train --data "${train[@]}" --out "$OUT/models" --split by-run --seed "$SEED" \
-    --sla-p95-ms "$SLA_MS" --created-at 2025-01-01T00:00:00Z
-echo
-echo "== evaluate on [$TEST_PATTERN] (${#test[@]} runs, never trained on)"
-"$bin" evaluate --data "${test[@]}" --models "$OUT/models" \
-    --json-out "$OUT/evaluation_${TEST_PATTERN}.json" --plot "$OUT/evaluation_${TEST_PATTERN}.svg"
+if [ -n "${BIN:-}" ]; then
+    bin="$BIN"   # a binary built elsewhere (e.g. an older commit's, for a "before" table)
+else
+    cargo build --quiet --profile "$PROFILE" -p autoscaler-cli
+    dir="$PROFILE"; [ "$PROFILE" = dev ] && dir=debug
+    bin="${CARGO_TARGET_DIR:-target}/$dir/autoscaler"
+fi
+extra=()
+[ -n "${FEATURES:-}" ] && extra+=(--features "$FEATURES")
+[ -n "${TARGET_RECALL:-}" ] && extra+=(--target-recall "$TARGET_RECALL")
+mkdir -p "$OUT"
+summary="$OUT/summary.txt"
+: >"$summary"
+for test_pattern in $TEST_PATTERNS; do
+    train=(); test=(); train_patterns=()
+    for p in $PATTERNS; do
+        [ "$p" = "$test_pattern" ] && continue
+        train_patterns+=("$p")
+        for f in "$PEER/$p"/run_*/metrics.csv; do train+=("$p=$f"); done
+    done
+    for f in "$PEER/$test_pattern"/run_*/metrics.csv; do test+=("$test_pattern=$f"); done
+    out="$OUT/$test_pattern"
+    echo "== train on [${train_patterns[*]}] (${#train[@]} runs), split by run; SLA p95 ${SLA_MS} ms"
+    "$bin" train --data "${train[@]}" --out "$out/models" --split by-run --seed "$SEED" \
+        --sla-p95-ms "$SLA_MS" --created-at 2025-01-01T00:00:00Z "${extra[@]}"
+    # (The weighted rule's weights and threshold: those `train` chose on the validation runs,
+    # read by `evaluate` from the models' metadata.)
+    echo
+    echo "== evaluate on [$test_pattern] (${#test[@]} runs, never trained on)"
+    "$bin" evaluate --data "${test[@]}" --models "$out/models" \
+        --json-out "$out/evaluation.json" --plot "$out/evaluation.svg" | tee "$out/table.txt"
+    echo
+    {
+        echo "== test on $test_pattern (trained on ${train_patterns[*]})"
+        # The table's header and its model / rule lines, columns as `evaluate` prints them.
+        sed -n '2,$p' "$out/table.txt" | grep -v '^wrote '
+        echo
+    } >>"$summary"
+done
+echo "== summary (threshold chosen on validation runs; test pattern held out)"
+cat "$summary"

@@ -6,6 +6,20 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 say() { echo "install-deps: $*"; }
+
+# rust-toolchain.toml pins the toolchain by version. This machine's one toolchain is rustup's
+# `stable` and none can be downloaded, so when `stable` is that version the pin is linked to it
+# (else rustup would try to fetch it the first time cargo runs in the repository).
+pinned="$(sed -n 's/^channel *= *"\(.*\)"/\1/p' rust-toolchain.toml)"
+if command -v rustup >/dev/null && [ -n "$pinned" ] \
+    && ! (cd / && rustup toolchain list) | grep -q "^$pinned"; then
+    if (cd / && rustc +stable -V) | grep -q "^rustc $pinned "; then
+        (cd / && rustup toolchain link "$pinned" "$(rustc +stable --print sysroot)")
+        say "linked toolchain $pinned to stable"
+    else
+        say "rust-toolchain.toml pins $pinned, which is not installed (stable is $(cd / && rustc +stable -V))" >&2
+    fi
+fi
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then
     command -v sudo >/dev/null || { say "run as root (or install sudo)" >&2; exit 1; }

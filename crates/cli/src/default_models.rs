@@ -15,7 +15,7 @@ use autoscaler_models::TrainParams;
 use autoscaler_simulator::TrainingDataConfig;
 use autoscaler_training::{
     load_csvs, train_models, BadRows, DataInput, SlaSpec, SplitConfig, SplitKind, TrainConfig,
-    DEFAULT_HORIZON, DEFAULT_TARGET_RECALL,
+    DEFAULT_CALIBRATION, DEFAULT_HORIZON, DEFAULT_TARGET_RECALL,
 };
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -39,6 +39,7 @@ pub fn default_train_config(kinds: Vec<ModelKind>, sla_p95_ms: f64, seed: u64) -
         features: None,
         use_csv_labels: false,
         created_at: chrono::Utc::now().to_rfc3339(),
+        calibration: DEFAULT_CALIBRATION,
     }
 }
 

@@ -75,7 +75,22 @@ fn train_then_evaluate_writes_artefacts_table_json_and_plot() {
             &std::fs::read(dir.path().join("models").join(m).join("metadata.json")).unwrap(),
         )
         .unwrap();
-        assert_eq!(meta["feature_names"].as_array().unwrap().len(), 12);
+        let names: Vec<&str> = meta["feature_names"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap())
+            .collect();
+        // Contract, per-replica, lags and rolling statistics by default.
+        for f in [
+            "cpu_per_replica_pct",
+            "p95_latency_ms_lag5",
+            "request_rate_rps_roll_slope",
+        ] {
+            assert!(names.contains(&f), "{f} in {names:?}");
+        }
+        assert!(meta["scores"]["calibration"]["method"].is_string());
+        assert!(meta["scores"]["brier"]["validation"].as_f64().is_some());
         assert!(meta["threshold"].as_f64().unwrap() > 0.0);
         assert_eq!(meta["training_fingerprint"].as_str().unwrap().len(), 64);
     }

@@ -419,6 +419,24 @@ pub struct Features {
 }
 
 impl Features {
+    /// Set the three delta features against `prev`, the same service's previous poll (`None`:
+    /// no previous poll, e.g. the first one or the first after an outage). A delta is `None`
+    /// unless both polls measured its feature: a missing value is never a jump from 0.
+    pub fn set_deltas_from(&mut self, prev: Option<&Features>) {
+        let delta = |now: Option<f64>, before: Option<f64>| Some(now? - before?);
+        let (rps, p95, cpu) = match prev {
+            Some(p) => (
+                delta(self.request_rate_rps, p.request_rate_rps),
+                delta(self.p95_latency_ms, p.p95_latency_ms),
+                delta(self.cpu_usage_pct, p.cpu_usage_pct),
+            ),
+            None => (None, None, None),
+        };
+        self.delta_rps = rps;
+        self.delta_p95_latency_ms = p95;
+        self.delta_cpu_usage_pct = cpu;
+    }
+
     /// The features as `(name, value)` pairs, in [`FEATURE_NAMES`] order.
     pub fn named(&self) -> [(&'static str, Option<f64>); 10] {
         [
@@ -990,6 +1008,36 @@ impl Decision {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn deltas_need_both_polls_to_measure_the_feature() {
+        let prev = Features {
+            request_rate_rps: Some(10.0),
+            p95_latency_ms: None,
+            cpu_usage_pct: Some(50.0),
+            ..Features::default()
+        };
+        let mut now = Features {
+            request_rate_rps: Some(14.0),
+            p95_latency_ms: Some(80.0),
+            cpu_usage_pct: None,
+            ..Features::default()
+        };
+        now.set_deltas_from(Some(&prev));
+        assert_eq!(
+            (
+                now.delta_rps,
+                now.delta_p95_latency_ms,
+                now.delta_cpu_usage_pct
+            ),
+            (Some(4.0), None, None)
+        );
+        now.set_deltas_from(None);
+        assert_eq!(
+            now.delta_rps, None,
+            "no previous poll: no delta, not a jump from 0"
+        );
+    }
 
     fn vector() -> FeatureVector {
         fixtures::vector("orders", 42)

@@ -1,7 +1,8 @@
 //! Grid over `hybrid`'s parameters on one trace: `cargo run --release -p autoscaler-lab
 //! --example tune -- TRACE SCALE SPEC...` (each SPEC like `hybrid:margin=0.9:headroom=1`).
 //! Prints, per spec, violation minutes and share, replica-hours, their ratio to the oracle's and
-//! HPA's violation minutes at equal replica-hours (interpolated on the sweep).
+//! HPA's violation minutes at equal replica-hours (interpolated on the sweep; `HPA_TARGETS=40,50,…`
+//! sets the sweep).
 
 use std::path::Path;
 use std::time::Instant;
@@ -15,7 +16,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let trace_path = args.first().ok_or("usage: tune TRACE SCALE SPEC...")?;
     let trace = Trace::from_csv_path(Path::new(trace_path))?;
     let scale: f64 = args.get(1).ok_or("SCALE")?.parse()?;
-    let mut specs = parse_policy_list("oracle,hpa", &DEFAULT_HPA_TARGETS)?;
+    // The HPA sweep: `HPA_TARGETS=40,50,…` (comma-separated percent), else the default sweep.
+    let targets: Vec<f64> = match std::env::var("HPA_TARGETS") {
+        Ok(v) => v
+            .split(',')
+            .filter(|t| !t.trim().is_empty())
+            .map(|t| t.trim().parse::<f64>())
+            .collect::<Result<_, _>>()?,
+        Err(_) => DEFAULT_HPA_TARGETS.to_vec(),
+    };
+    let mut specs = parse_policy_list("oracle,hpa", &targets)?;
     for s in &args[2..] {
         specs.push(PolicySpec::parse(s)?);
     }
@@ -53,6 +63,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             p.scale_events,
             hpa.map_or("-".to_string(), |h| format!("{h:.1} (ratio {:.2})", p.sla_violation_minutes / h.max(1e-9)))
         );
+    }
+    if std::env::var_os("PER_SERVICE").is_some() {
+        for p in &bt.policies {
+            for s in &p.per_service {
+                println!(
+                    "  {:<12} {:<10} viol {:>8.1} min  rh {:>8.1}  events {:>6}",
+                    p.name, s.service, s.sla_violation_minutes, s.replica_hours, s.scale_events
+                );
+            }
+        }
     }
     eprintln!("{:.2?}", t0.elapsed());
     Ok(())

@@ -9,6 +9,7 @@ use autoscaler_contract::ModelKind;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use crate::calibration::{self, Calibration};
 use crate::engine;
 use crate::model::{check_features, check_threshold, version_of};
 use crate::native::Native;
@@ -267,7 +268,9 @@ pub fn load(kind: ModelKind, models_dir: &Path) -> Result<Box<dyn Model>, ModelE
         );
     }
     tracing::info!(model = %kind, version = %version, dir = %dir.display(), "loaded model");
-    Ok(Box::new(TrainedModel {
+    // Probabilities calibrated on the validation split, when the metadata records it.
+    let calibration = Calibration::from_scores(&meta.scores).map_err(bad_meta)?;
+    let model = Box::new(TrainedModel {
         kind,
         version,
         threshold: meta.threshold,
@@ -281,7 +284,8 @@ pub fn load(kind: ModelKind, models_dir: &Path) -> Result<Box<dyn Model>, ModelE
         model_bytes,
         engine,
         native,
-    }))
+    });
+    Ok(calibration::wrap(model, calibration))
 }
 
 /// [`load`] for a reload while serving: also refuses a `model.json` that does not hash to the

@@ -11,6 +11,18 @@ pub enum ModelError {
     /// count). They are never replaced by 0.
     #[error("missing features: {}", .0.join(", "))]
     MissingFeatures(Vec<String>),
+    /// A model taking history features (lags, rolling statistics) was given fewer polls of the
+    /// service than it needs ([`crate::history::MIN_HISTORY_POINTS`]): it abstains.
+    #[error("not enough history: the model needs {need} polls of the service, {have} seen")]
+    NotEnoughHistory {
+        /// Polls in the window.
+        have: usize,
+        /// Polls needed.
+        need: usize,
+    },
+    /// A history feature asked of a row built from one vector alone.
+    #[error("feature `{0}` is computed from the service's recent polls: build the row with history::input_row_from_history")]
+    NeedsHistory(String),
     /// A feature name this crate does not know how to build.
     #[error(
         "unknown feature `{0}` (known: the ten contract features, rps_per_replica, cpu_per_replica_pct)"

@@ -22,7 +22,9 @@ pub fn default_feature_names() -> Vec<String> {
 
 /// Whether `name` is a feature this crate can build (a contract feature or an extra one).
 pub fn is_known_feature(name: &str) -> bool {
-    FEATURE_NAMES.contains(&name) || EXTRA_FEATURES.contains(&name)
+    FEATURE_NAMES.contains(&name)
+        || EXTRA_FEATURES.contains(&name)
+        || crate::history::is_history_feature(name)
 }
 
 /// Build one input row, in `names` order, from a vector's features and replica count.
@@ -56,6 +58,9 @@ pub fn input_row(
                 }
             }
             n if FEATURE_NAMES.contains(&n) => finite(features.get(n)),
+            n if crate::history::is_history_feature(n) => {
+                return Err(ModelError::NeedsHistory(n.to_string()))
+            }
             other => return Err(ModelError::UnknownFeature(other.to_string())),
         };
         match value {

@@ -37,17 +37,21 @@
 //! | `metadata` | [`ModelMetadata`] (`metadata.json`), [`MetadataExtra`], [`read_metadata`] |
 //! | `artefact` | [`save`], [`load`]: files on disk and the envelope of our model-file formats |
 //! | `features` | building an input row from a feature vector ([`input_row`]) |
+//! | [`history`] | history features (lags, rolling statistics) from a service's recent polls |
+//! | [`calibration`] | probabilities calibrated on the validation split (recorded in the metadata) |
 //! | [`native`] | the native evaluator predictions run on (the fitting library is the reference) |
 #![deny(missing_docs)]
 
 pub use autoscaler_contract::{Features, ModelKind, FEATURE_NAMES};
 
 mod artefact;
+pub mod calibration;
 mod dataset;
 mod engine;
 mod error;
 mod features;
 pub mod forest;
+pub mod history;
 mod logistic;
 mod metadata;
 mod model;

@@ -4,9 +4,12 @@
 //!    it) recommends a count for the load expected when a new replica would be ready.
 //! 2. **Reactive emergency fallback** (the seed: "real-time metrics can trigger emergency
 //!    scaling"): when the measured p95 is over the SLA (or requests fail) and no predictive
-//!    recommendation asked for at least as much, add half the replicas (rounded up, at least
-//!    one): a service already over its SLA has a queue to drain that its request rate does not
-//!    show, so a predictive `+1` is not enough.
+//!    recommendation asked for at least as much, add half the ready replicas (rounded up, at
+//!    least one): a service already over its SLA has a queue to drain that its request rate
+//!    does not show, so a predictive `+1` is not enough. Replicas already starting count
+//!    towards the step (the violation a step answers lasts until they are ready: stacking a
+//!    step per poll on the desired count asked 2 → 3 → 5 → 8), and while over the SLA the
+//!    service is never scaled in.
 //! 3. **The safest recommendation wins** ([`crate::compose`], as in Nomad's autoscaler): out
 //!    beats in, two outs → the larger.
 //!
@@ -30,6 +33,8 @@ pub const PARAMETERS: &[&str] = &[
     "extrapolate",
     "period_secs",
     "risk",
+    "recent_secs",
+    "phase",
 ];
 
 /// The composition for one service.
@@ -122,7 +127,14 @@ impl Policy for Hybrid {
         let f = obs.features;
         let over_sla = f.p95_latency_ms.is_some_and(|p| p > obs.sla_p95_ms)
             || f.error_rate_pct.is_some_and(|e| e > 0.0);
-        let emergency = obs.bounds.clamp(current + current.div_ceil(2).max(1));
+        // Half of the *ready* replicas more (at least one): replicas already starting count
+        // towards the step, so a violation that lasts until they are ready does not stack a
+        // second step on the first (2 → 3 → 5 → 8 while the first is still starting). While
+        // over the SLA it never asks for fewer than now.
+        let ready = obs.ready_replicas.min(current);
+        let emergency = obs
+            .bounds
+            .clamp((ready + ready.div_ceil(2).max(1)).max(current));
         let predictive_asked_enough = recs.iter().any(|r| r.replicas >= emergency);
         if over_sla && !predictive_asked_enough {
             recs.push(Recommendation::new(

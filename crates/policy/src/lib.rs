@@ -37,6 +37,8 @@ pub mod ensemble;
 pub mod fixed;
 pub mod hpa;
 pub mod hybrid;
+pub mod phase;
+pub mod plan;
 pub mod quantile;
 pub mod threshold;
 pub mod triggers;
@@ -174,8 +176,9 @@ pub enum SpecError {
 }
 
 /// Every policy name [`PolicySpec::parse`] accepts (`hpa` also as `hpa-<target>`).
-pub const POLICY_NAMES: [&str; 9] = [
+pub const POLICY_NAMES: [&str; 10] = [
     "hybrid",
+    "plan",
     "ensemble",
     "capacity",
     "hpa",
@@ -206,6 +209,8 @@ pub enum PolicyKind {
     Static,
     /// The clairvoyant lower bound (backtests only; built by the lab, not here).
     Oracle,
+    /// Forecast → MILP replica plan → per-second plan cache, with the emergency fallback.
+    Plan,
 }
 
 impl PolicyKind {
@@ -220,6 +225,7 @@ impl PolicyKind {
             PolicyKind::Triggers => "triggers",
             PolicyKind::Static => "static",
             PolicyKind::Oracle => "oracle",
+            PolicyKind::Plan => "plan",
         }
     }
 
@@ -234,6 +240,7 @@ impl PolicyKind {
             PolicyKind::Capacity => capacity::PARAMETERS,
             PolicyKind::Hybrid => hybrid::PARAMETERS,
             PolicyKind::Oracle => &[],
+            PolicyKind::Plan => plan::PARAMETERS,
         }
     }
 }
@@ -333,6 +340,7 @@ impl PolicySpec {
                 PolicyKind::Triggers,
                 PolicyKind::Static,
                 PolicyKind::Oracle,
+                PolicyKind::Plan,
             ]
             .into_iter()
             .find(|k| k.as_str() == head)
@@ -411,6 +419,7 @@ impl PolicySpec {
                 Box::new(ensemble::Ensemble::from_spec(self, ctx, models).map_err(bad)?)
             }
             PolicyKind::Hybrid => Box::new(hybrid::Hybrid::from_spec(self, ctx).map_err(bad)?),
+            PolicyKind::Plan => Box::new(plan::Plan::from_spec(self).map_err(bad)?),
             PolicyKind::Oracle => {
                 return Err(bad(
                     "the oracle is built by the lab (it needs the future)".into()

@@ -113,6 +113,42 @@ fn capacity_sizes_from_its_own_curve() {
 }
 
 #[test]
+fn capacity_keeps_the_size_of_a_burst_that_keeps_coming_back() {
+    // 4 replicas of capacity 10 requests/s (P0 = 60 ms): a load of 10 requests/s with a burst
+    // to 30 every 10 minutes. Between bursts the load needs 2 replicas, a burst 4
+    // (30 / (10 · (1 − 60/250)) = 3.9). Holt's forecast with a 2-minute scale-down window lets
+    // the burst's replicas go; the learned ratio to the recent peak (a burst within the last 20
+    // minutes) has seen the burst come back, and keeps them.
+    let feed = |p: &mut Box<dyn Policy>, k: usize, rps: f64| {
+        let f = Features {
+            p95_latency_ms: Some(60.0 / (1.0 - rps / 40.0)),
+            request_rate_rps: Some(rps),
+            error_rate_pct: Some(0.0),
+            ..Features::default()
+        };
+        p.recommend(&obs(30.0 * k as f64, &f, 4)).replicas
+    };
+    let (mut learned, mut holt) = (build("capacity"), build("capacity:risk=0"));
+    let mut k = 0;
+    for _ in 0..200 {
+        let rps = 2.0 + 20.0 * ((k * 37) % 100) as f64 / 100.0;
+        feed(&mut learned, k, rps);
+        feed(&mut holt, k, rps);
+        k += 1;
+    }
+    let (mut l, mut h) = (0, 0);
+    for _ in 0..4000 {
+        let rps = if k % 20 == 0 { 30.0 } else { 10.0 };
+        l = feed(&mut learned, k, rps);
+        h = feed(&mut holt, k, rps);
+        k += 1;
+    }
+    // The last poll is 19 polls (9.5 minutes) after the last burst, one before the next.
+    assert!(h <= 2, "Holt, 19 polls after the burst: {h}");
+    assert!(l >= 4, "learned, 19 polls after the burst: {l}");
+}
+
+#[test]
 fn hybrid_falls_back_to_an_emergency_scale_up() {
     let mut p = build("hybrid");
     // No curve yet and p95 over the SLA: the emergency adds half (at least one).
@@ -129,6 +165,26 @@ fn hybrid_falls_back_to_an_emergency_scale_up() {
         ..f
     };
     assert_eq!(p.recommend(&obs(60.0, &calm, 6)).replicas, 6);
+}
+
+#[test]
+fn the_emergency_step_counts_replicas_already_starting() {
+    let mut p = build("hybrid");
+    let f = Features {
+        p95_latency_ms: Some(900.0),
+        request_rate_rps: Some(30.0),
+        error_rate_pct: Some(0.0),
+        ..Features::default()
+    };
+    // 4 ready and 2 more starting (the previous step): still over the SLA, the step from the 4
+    // ready ones is 6, which is already asked for; no second step on top of it.
+    let starting = Observation {
+        ready_replicas: 4,
+        ..obs(30.0, &f, 6)
+    };
+    assert_eq!(p.recommend(&starting).replicas, 6);
+    // Once they are ready and it is still over, the next step.
+    assert_eq!(p.recommend(&obs(60.0, &f, 6)).replicas, 9);
 }
 
 #[test]

@@ -245,7 +245,6 @@ impl FastFeed {
         let completed = served + rejected;
         let quantile = |q: f64| quantile_of_mixture(&self.components, q).map(|v| v * latency_noise);
         let last = w.back();
-        let delta = |now: Option<f64>, before: Option<f64>| Some(now? - before?);
         let mut features = Features {
             request_rate_rps: (duration > 0.0).then(|| arrived / duration),
             error_rate_pct: (completed > 1e-12).then(|| 100.0 * rejected / completed),
@@ -261,11 +260,7 @@ impl FastFeed {
             delta_p95_latency_ms: None,
             delta_cpu_usage_pct: None,
         };
-        if let Some(prev) = self.previous.take() {
-            features.delta_rps = delta(features.request_rate_rps, prev.request_rate_rps);
-            features.delta_p95_latency_ms = delta(features.p95_latency_ms, prev.p95_latency_ms);
-            features.delta_cpu_usage_pct = delta(features.cpu_usage_pct, prev.cpu_usage_pct);
-        }
+        features.set_deltas_from(self.previous.take().as_ref());
         self.previous = Some(features.clone());
         Poll {
             t_secs: now,

@@ -302,7 +302,6 @@ impl ReplayFeed {
             .sum();
         let utilisation = (capacity_secs > 0.0).then(|| arrived / capacity_secs);
 
-        let delta = |now: Option<f64>, before: Option<f64>| Some(now? - before?);
         let mut features = Features {
             request_rate_rps: request_rate,
             error_rate_pct: error_pct,
@@ -315,11 +314,7 @@ impl ReplayFeed {
             delta_p95_latency_ms: None,
             delta_cpu_usage_pct: None,
         };
-        if let Some(prev) = self.previous.take() {
-            features.delta_rps = delta(features.request_rate_rps, prev.request_rate_rps);
-            features.delta_p95_latency_ms = delta(features.p95_latency_ms, prev.p95_latency_ms);
-            features.delta_cpu_usage_pct = delta(features.cpu_usage_pct, prev.cpu_usage_pct);
-        }
+        features.set_deltas_from(self.previous.take().as_ref());
         self.previous = Some(features.clone());
 
         Poll {

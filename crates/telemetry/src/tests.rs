@@ -1,6 +1,6 @@
 use super::*;
+use autoscaler_contract::fixtures::{self, DecisionBuilder};
 use autoscaler_contract::predictions::PREDICTION_COLUMNS;
-use autoscaler_contract::{Features, Strategy, VectorId, VoteSummary, SCHEMA_VERSION};
 use chrono::{DateTime, Utc};
 
 use crate::block::{changes_something, decision_block, decision_line};
@@ -11,41 +11,28 @@ fn t0() -> DateTime<Utc> {
 }
 
 fn vector(service: &str, poll: u64) -> FeatureVector {
-    FeatureVector {
-        schema_version: SCHEMA_VERSION,
-        vector_id: VectorId::new(service, poll, t0()),
-        timestamp: t0(),
-        metric_time: t0(),
-        service: service.into(),
-        poll,
-        replicas: Some(2),
-        stale: false,
-        stale_reason: None,
-        features: Features {
-            request_rate_rps: Some(12.5),
-            ..Features::default()
-        },
-    }
+    fixtures::vector(service, poll)
+        .at(t0())
+        .replicas(2)
+        .with(|f| f.request_rate_rps = Some(12.5))
+        .build()
 }
 
 fn vote(v: &FeatureVector, model: ModelKind, p: Option<f64>) -> Vote {
-    Vote {
-        schema_version: SCHEMA_VERSION,
-        vector_id: v.vector_id.clone(),
-        timestamp: v.timestamp,
-        metric_time: v.metric_time,
-        service: v.service.clone(),
-        model,
-        model_version: format!("{model}-1"),
-        prediction: p.map(|p| (p > 0.5) as u8),
-        probability: p,
-        confidence: p.map(|p| p.max(1.0 - p)),
-        threshold: 0.5,
-        abstain_reason: p.is_none().then(|| "stale input".to_string()),
-        replicas: v.replicas,
-        probability_one_fewer: None,
-        p95_latency_ms: None,
+    let b = fixtures::vote(&v.vector_id.0, model)
+        .service(&v.service)
+        .at(v.metric_time)
+        .version(&format!("{model}-1"))
+        .replicas(v.replicas);
+    let mut vote = match p {
+        Some(p) => b.ballot(p > 0.5).build(),
+        None => b.abstain("stale input").build(),
+    };
+    if let Some(p) = p {
+        vote.probability = Some(p);
+        vote.confidence = Some(p.max(1.0 - p));
     }
+    vote
 }
 
 fn decision(service: &str, from: u32, to: u32) -> Decision {
@@ -54,37 +41,22 @@ fn decision(service: &str, from: u32, to: u32) -> Decision {
         .into_iter()
         .map(|m| vote(&v, m, Some(0.9)))
         .collect();
-    Decision {
-        schema_version: SCHEMA_VERSION,
-        vector_id: v.vector_id.clone(),
-        service: service.into(),
-        decision: if to > from {
+    let mut d = DecisionBuilder::of(&v)
+        .decided_at(t0() + chrono::Duration::milliseconds(250))
+        .replicas(Some(from), Some(to))
+        .verdict(if to > from {
             Verdict::ScaleUp
         } else {
             Verdict::NoAction
-        },
-        timestamp: t0() + chrono::Duration::milliseconds(250),
-        metric_time: t0(),
-        scale_up_votes: 3,
-        no_action_votes: 0,
-        abstentions: 0,
-        missing_models: vec![],
-        total_votes: 3,
-        confidence: 0.9,
-        strategy: Strategy::Majority,
-        weighted_score: None,
-        votes: votes.iter().map(VoteSummary::from).collect(),
-        from_replicas: Some(from),
-        to_replicas: Some(to),
-        reason: "3 of 3 expected models vote SCALE UP".into(),
-        adjustments: if to == from {
-            vec!["cooldown: 120 s left".into()]
-        } else {
-            vec![]
-        },
-        acted: to != from,
-        dry_run: false,
+        })
+        .votes(&votes)
+        .build();
+    d.reason = "3 of 3 expected models vote SCALE UP".into();
+    if to == from {
+        d.adjustments = vec!["cooldown: 120 s left".into()];
     }
+    d.acted = to != from;
+    d
 }
 
 /// The value of the one sample `name{labels…}` in OpenMetrics text that carries every label

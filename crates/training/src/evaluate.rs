@@ -9,10 +9,12 @@ use autoscaler_models::{load, read_metadata, Model};
 use autoscaler_voting::{tally, ModelBallot, VotingConfig};
 use serde::Serialize;
 
-use crate::data::{raw_row, Loaded};
+use crate::data::Loaded;
+use crate::features::feature_rows;
 use crate::labels::{derive_labels, SlaSpec};
 use crate::metrics::{metrics, metrics_from_decisions, pr_curve, roc_curve, Metrics};
 use crate::train::prepare;
+use crate::train::{EnsembleSummary, ENSEMBLE_KEY};
 use crate::TrainingError;
 
 /// Evaluation settings.
@@ -26,8 +28,9 @@ pub struct EvalConfig {
     pub sla: Option<SlaSpec>,
     /// Weights of the weighted rule (a model absent weighs 1).
     pub weights: BTreeMap<ModelKind, f64>,
-    /// The weighted rule's threshold.
-    pub weighted_threshold: f64,
+    /// The weighted rule's threshold; `None` = the one `train` chose on validation (in the
+    /// models' metadata), else [`DEFAULT_WEIGHTED_THRESHOLD`].
+    pub weighted_threshold: Option<f64>,
     /// Use the CSV's `sla_violated` column instead of re-deriving labels.
     pub use_csv_labels: bool,
 }
@@ -39,7 +42,7 @@ impl Default for EvalConfig {
             horizon: None,
             sla: None,
             weights: BTreeMap::new(),
-            weighted_threshold: 0.5,
+            weighted_threshold: None,
             use_csv_labels: false,
         }
     }
@@ -70,6 +73,13 @@ pub struct EvalReport {
     /// Rows a model could not score (missing value and no imputation in its metadata):
     /// left out of every line.
     pub rows_left_out: usize,
+    /// Of the rows left out, those whose window was shorter than the models need (the
+    /// inference service abstains there).
+    pub rows_without_history: usize,
+    /// Weights the weighted rule used, and where they came from.
+    pub weights: BTreeMap<ModelKind, f64>,
+    /// `configured`, `validation` (the models' metadata) or `equal`.
+    pub weights_source: String,
     /// Rows evaluated.
     pub evaluated: usize,
     /// Of which violations.
@@ -94,17 +104,18 @@ impl EvalReport {
         let _ = writeln!(
             s,
             "{} rows evaluated ({} violations, {:.1} %); horizon {} polls; {} labelled rows had a \
-             missing value; {} left out",
+             missing value; {} left out ({} with too little history)",
             self.evaluated,
             self.positives,
             100.0 * self.positives as f64 / self.evaluated.max(1) as f64,
             self.horizon,
             self.rows_with_missing_values,
-            self.rows_left_out
+            self.rows_left_out,
+            self.rows_without_history
         );
         let _ = writeln!(
             s,
-            "{:<22} {:>6} {:>8} {:>9} {:>7} {:>6} {:>7} {:>7} {:>6} {:>6} {:>6} {:>6}",
+            "{:<22} {:>6} {:>8} {:>9} {:>7} {:>6} {:>7} {:>7} {:>6} {:>6} {:>6} {:>6} {:>6}",
             "model / rule",
             "thr",
             "accuracy",
@@ -116,14 +127,15 @@ impl EvalReport {
             "TP",
             "FP",
             "TN",
-            "FN"
+            "FN",
+            "Brier"
         );
         let opt = |v: Option<f64>| v.map_or_else(|| "-".to_string(), |v| format!("{v:.3}"));
         for r in self.models.iter().chain(&self.rules) {
             let m = &r.metrics;
             let _ = writeln!(
                 s,
-                "{:<22} {:>6.3} {:>8.3} {:>9.3} {:>7.3} {:>6.3} {:>7} {:>7} {:>6} {:>6} {:>6} {:>6}",
+                "{:<22} {:>6.3} {:>8.3} {:>9.3} {:>7.3} {:>6.3} {:>7} {:>7} {:>6} {:>6} {:>6} {:>6} {:>6}",
                 r.name,
                 m.threshold,
                 m.accuracy,
@@ -135,7 +147,8 @@ impl EvalReport {
                 m.tp,
                 m.fp,
                 m.tn,
-                m.fn_
+                m.fn_,
+                opt(m.brier)
             );
         }
         s
@@ -159,6 +172,7 @@ pub fn evaluate(
     // Each model with the imputation medians from its metadata.
     type WithImputation = (Box<dyn Model>, Option<Vec<f64>>);
     let mut models: Vec<WithImputation> = Vec::new();
+    let mut ensembles: Vec<Option<EnsembleSummary>> = Vec::new();
     let mut horizon = cfg.horizon;
     let mut sla = cfg.sla.clone();
     for &kind in &cfg.kinds {
@@ -188,8 +202,31 @@ pub fn evaluate(
                  column (or some rows lack a value)"
             )));
         }
+        ensembles.push(
+            meta.scores
+                .get(ENSEMBLE_KEY)
+                .and_then(|v| serde_json::from_value::<EnsembleSummary>(v.clone()).ok()),
+        );
         models.push((model, meta.imputation));
     }
+    // The weighted rule's weights: as configured, else each model's validation score from the
+    // metadata (written by `train`), else equal.
+    let mut weights = cfg.weights.clone();
+    let mut weights_source = "configured".to_string();
+    if weights.is_empty() {
+        weights_source = "equal".into();
+        if let Some(ens) = ensembles.first().and_then(|e| e.as_ref()) {
+            weights = ens.weights.clone();
+            weights_source = format!("validation ({})", ens.weights_source);
+        }
+    }
+    // Its threshold: as configured, else the one `train` chose on validation, else the
+    // voting crate's default.
+    let ens = ensembles.first().and_then(|e| e.as_ref());
+    let weighted_threshold = cfg
+        .weighted_threshold
+        .or(ens.map(|e| e.weighted_threshold))
+        .unwrap_or(autoscaler_voting::rules::DEFAULT_WEIGHTED_THRESHOLD);
     let horizon = horizon.unwrap_or(2);
     let sla = sla.unwrap_or(SlaSpec::Global(autoscaler_contract::DEFAULT_SLA_P95_MS));
     let records = &loaded.records;
@@ -206,13 +243,27 @@ pub fn evaluate(
     let mut inputs: Vec<Vec<Vec<f64>>> = Vec::new();
     let mut with_missing = vec![false; labelled.len()];
     let mut unscorable = vec![false; labelled.len()];
+    let mut without_history = vec![false; labelled.len()];
     for (model, imputation) in &models {
+        // The one feature function, over each record's window of recent polls.
+        let all = feature_rows(records, model.feature_names())?;
+        let width = model.feature_names().len();
         let raw: Vec<Vec<f64>> = labelled
             .iter()
-            .map(|i| raw_row(&records[*i], model.feature_names()))
-            .collect::<Result<_, _>>()?;
+            .enumerate()
+            .map(|(k, i)| {
+                all[*i].clone().unwrap_or_else(|| {
+                    without_history[k] = true;
+                    vec![f64::NAN; width]
+                })
+            })
+            .collect();
         let rows = prepare(model.kind(), &raw, imputation.as_deref());
         for (k, (r, p)) in raw.iter().zip(&rows).enumerate() {
+            if without_history[k] {
+                unscorable[k] = true;
+                continue;
+            }
             if r.iter().any(|v| v.is_nan()) {
                 with_missing[k] = true;
             }
@@ -237,12 +288,15 @@ pub fn evaluate(
         labelled: labelled.len(),
         rows_with_missing_values: with_missing.iter().filter(|m| **m).count(),
         rows_left_out: labelled.len() - keep.len(),
+        rows_without_history: without_history.iter().filter(|m| **m).count(),
         evaluated: keep.len(),
         positives: y.iter().filter(|v| **v).count(),
         horizon,
         sla,
         models: Vec::new(),
         rules: Vec::new(),
+        weights: weights.clone(),
+        weights_source,
         labels: y.clone(),
     };
     let mut probs: Vec<Vec<f64>> = Vec::new();
@@ -259,8 +313,8 @@ pub fn evaluate(
     if models.len() == ModelKind::ALL.len() {
         for strategy in [Strategy::Majority, Strategy::Unanimous, Strategy::Weighted] {
             let mut vc = VotingConfig::new(strategy);
-            vc.weights = cfg.weights.clone();
-            vc.weighted_threshold = cfg.weighted_threshold;
+            vc.weights = weights.clone();
+            vc.weighted_threshold = weighted_threshold;
             let mut decisions = Vec::with_capacity(keep.len());
             let mut scores = Vec::with_capacity(keep.len());
             for row in 0..keep.len() {
@@ -291,7 +345,7 @@ pub fn evaluate(
             let threshold = match strategy {
                 Strategy::Majority => 0.5,
                 Strategy::Unanimous => 1.0 - 0.5 / models.len() as f64,
-                Strategy::Weighted => cfg.weighted_threshold,
+                Strategy::Weighted => weighted_threshold,
             };
             report.rules.push(EvalRow {
                 name: format!("vote: {strategy}"),

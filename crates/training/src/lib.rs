@@ -23,7 +23,9 @@ use std::path::PathBuf;
 
 mod data;
 mod evaluate;
+mod features;
 mod labels;
+pub mod learning;
 pub mod metrics;
 mod plot;
 mod split;
@@ -31,6 +33,7 @@ mod train;
 
 pub use data::{load_csvs, raw_row, BadRow, BadRows, DataInput, Loaded, Record};
 pub use evaluate::{evaluate, EvalConfig, EvalReport, EvalRow};
+pub use features::{default_features, feature_rows, DEFAULT_TIME_OF_DAY};
 pub use labels::{derive_labels, groups, label_window_end, SlaSpec};
 pub use metrics::Metrics;
 pub use plot::write_plot;
@@ -38,8 +41,9 @@ pub use split::{
     split, Split, SplitConfig, SplitKind, DEFAULT_TEST_FRACTION, DEFAULT_VAL_FRACTION,
 };
 pub use train::{
-    simulated_csv, train_models, Imputer, ModelSummary, TrainConfig, TrainReport, DEFAULT_HORIZON,
-    DEFAULT_TARGET_RECALL,
+    simulated_csv, train_candidates, train_models, CalibrationMethod, EnsembleSummary, Imputer,
+    ModelSummary, TrainConfig, TrainReport, Trained, DEFAULT_CALIBRATION, DEFAULT_HORIZON,
+    DEFAULT_TARGET_RECALL, ENSEMBLE_KEY, RELIABILITY_BINS,
 };
 
 /// Everything that can go wrong.

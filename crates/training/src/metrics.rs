@@ -4,10 +4,10 @@
 //! A row is predicted positive when its score is **strictly above** the threshold (as the
 //! inference service votes).
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Scores of one classifier on one data set.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Metrics {
     /// Rows.
     pub rows: usize,
@@ -37,6 +37,10 @@ pub struct Metrics {
     /// Average precision (area under the step precision/recall curve); `None` without
     /// positives.
     pub pr_auc: Option<f64>,
+    /// Brier score: mean of (score − label)² over the rows (0 is perfect; lower is better).
+    /// Meaningful when the scores are probabilities; `None` without rows.
+    #[serde(default)]
+    pub brier: Option<f64>,
 }
 
 /// Compute every metric of `scores` against `labels` at `threshold`.
@@ -83,7 +87,22 @@ pub fn metrics_from_decisions(
         f1,
         roc_auc: roc_auc(scores, labels),
         pr_auc: average_precision(scores, labels),
+        brier: brier(scores, labels),
     }
+}
+
+/// Brier score: mean squared difference between each score and its label (1 or 0). `None`
+/// without rows.
+pub fn brier(scores: &[f64], labels: &[bool]) -> Option<f64> {
+    if scores.is_empty() {
+        return None;
+    }
+    let sum: f64 = scores
+        .iter()
+        .zip(labels)
+        .map(|(s, y)| (s - f64::from(u8::from(*y))).powi(2))
+        .sum();
+    Some(sum / scores.len() as f64)
 }
 
 /// Indices sorted by score, highest first, then grouped by equal score.
@@ -197,6 +216,51 @@ pub fn threshold_for_recall(scores: &[f64], labels: &[bool], target: f64) -> Opt
     Some(t.clamp(0.0, 1.0))
 }
 
+/// One bin of a reliability curve.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct ReliabilityBin {
+    /// Lower edge of the bin (scores in `[lo, hi)`; the last bin includes 1).
+    pub lo: f64,
+    /// Upper edge.
+    pub hi: f64,
+    /// Rows in the bin.
+    pub rows: usize,
+    /// Mean score of those rows.
+    pub mean_predicted: f64,
+    /// Share of them that are violations.
+    pub observed: f64,
+}
+
+/// The reliability curve of `scores`: `bins` equal-width bins over [0, 1], empty bins left out.
+/// A calibrated model has `observed ≈ mean_predicted` in every bin.
+pub fn reliability(scores: &[f64], labels: &[bool], bins: usize) -> Vec<ReliabilityBin> {
+    let bins = bins.max(1);
+    let mut acc = vec![(0usize, 0.0f64, 0usize); bins];
+    for (s, y) in scores.iter().zip(labels) {
+        let k = ((s.clamp(0.0, 1.0) * bins as f64) as usize).min(bins - 1);
+        acc[k].0 += 1;
+        acc[k].1 += s;
+        acc[k].2 += usize::from(*y);
+    }
+    acc.iter()
+        .enumerate()
+        .filter(|(_, a)| a.0 > 0)
+        .map(|(k, a)| ReliabilityBin {
+            lo: k as f64 / bins as f64,
+            hi: (k + 1) as f64 / bins as f64,
+            rows: a.0,
+            mean_predicted: a.1 / a.0 as f64,
+            observed: a.2 as f64 / a.0 as f64,
+        })
+        .collect()
+}
+
+/// Precision at the highest threshold whose recall reaches `target` (see
+/// [`threshold_for_recall`]); `None` without positives.
+pub fn precision_at_recall(scores: &[f64], labels: &[bool], target: f64) -> Option<f64> {
+    threshold_for_recall(scores, labels, target).map(|t| metrics(scores, labels, t).precision)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -218,6 +282,10 @@ mod tests {
         // Ranked: 0.9+ (P=1/1), 0.8-, 0.6+ (P=2/3), 0.5-, 0.3+ (P=3/5), 0.1-.
         let ap = (1.0 + 2.0 / 3.0 + 3.0 / 5.0) / 3.0;
         assert!((m.pr_auc.unwrap() - ap).abs() < 1e-12);
+        // (0.1² + 0.8² + 0.7² + 0.4² + 0.1² + 0.5²) / 6
+        let b = (0.01 + 0.64 + 0.49 + 0.16 + 0.01 + 0.25) / 6.0;
+        assert!((m.brier.unwrap() - b).abs() < 1e-12);
+        assert_eq!(brier(&[], &[]), None);
     }
 
     #[test]
@@ -255,6 +323,20 @@ mod tests {
         assert!(t < 0.2 && t > 0.19);
         assert_eq!(metrics(&s, &y, t).recall, 1.0);
         assert_eq!(threshold_for_recall(&s, &[false; 6], 0.8), None);
+    }
+
+    #[test]
+    fn reliability_bins_by_hand() {
+        let s = [0.05, 0.15, 0.12, 0.95, 1.0];
+        let y = [false, true, false, true, true];
+        let r = reliability(&s, &y, 10);
+        assert_eq!(r.len(), 3);
+        assert_eq!((r[0].rows, r[0].observed), (1, 0.0));
+        assert_eq!((r[1].rows, r[1].observed), (2, 0.5));
+        assert!((r[1].mean_predicted - 0.135).abs() < 1e-12);
+        assert_eq!((r[2].rows, r[2].lo), (2, 0.9), "1.0 falls in the last bin");
+        let p = precision_at_recall(&[0.9, 0.8, 0.7, 0.1], &[true, false, true, false], 1.0);
+        assert!((p.unwrap() - 2.0 / 3.0).abs() < 1e-12);
     }
 
     #[test]

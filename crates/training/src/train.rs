@@ -2,17 +2,21 @@
 
 use std::path::Path;
 
-use autoscaler_contract::{ModelKind, FEATURE_NAMES};
-use autoscaler_models::{
-    default_feature_names, save, train, Dataset, MetadataExtra, TrainParams, DEFAULT_THRESHOLD,
-};
+use autoscaler_contract::ModelKind;
+use std::collections::BTreeMap;
+
+use autoscaler_models::calibration::{Calibration, CALIBRATION_KEY};
+use autoscaler_models::{save, train, Dataset, MetadataExtra, TrainParams, DEFAULT_THRESHOLD};
 use autoscaler_simulator::{generate_training_runs, write_training_csv, TrainingDataConfig};
 use serde::Serialize;
 use serde_json::json;
 
-use crate::data::{raw_row, Loaded};
+use crate::data::Loaded;
+use crate::features::{default_features, feature_rows};
 use crate::labels::{derive_labels, SlaSpec};
-use crate::metrics::{metrics, threshold_for_recall, Metrics};
+use crate::metrics::{
+    average_precision, brier, metrics, reliability, threshold_for_recall, Metrics,
+};
 use crate::split::{split, SplitConfig};
 use crate::TrainingError;
 
@@ -36,13 +40,15 @@ pub struct TrainConfig {
     pub params: TrainParams,
     /// The threshold is the highest whose validation recall reaches this.
     pub target_recall: f64,
-    /// Input features; `None` = the ten contract features, plus `rps_per_replica` and
-    /// `cpu_per_replica_pct` when every row has a replica count.
+    /// Input features; `None` = [`crate::default_features`] (contract, per-replica when every
+    /// row has a replica count, lags and rolling statistics, service identity).
     pub features: Option<Vec<String>>,
     /// Use the CSV's `sla_violated` column instead of re-deriving labels.
     pub use_csv_labels: bool,
     /// `created_at` written in the metadata (RFC 3339); fixed for reproducible artefacts.
     pub created_at: String,
+    /// How the probabilities are calibrated on the validation split.
+    pub calibration: CalibrationMethod,
 }
 
 /// Per-feature medians of the training split: what stands in for a missing value (random
@@ -129,8 +135,10 @@ pub struct TrainReport {
     pub rows: usize,
     /// Rows skipped as bad.
     pub bad_rows: usize,
-    /// Rows with a label.
+    /// Rows with a label (and enough history for the features).
     pub labelled: usize,
+    /// Labelled rows left out because the features need more history than the row has.
+    pub without_history: usize,
     /// Training / validation / test rows, and purged.
     pub train_rows: usize,
     /// Validation rows.
@@ -147,6 +155,8 @@ pub struct TrainReport {
     pub feature_names: Vec<String>,
     /// One per model.
     pub models: Vec<ModelSummary>,
+    /// The weighted rule's defaults (when the three models are trained).
+    pub ensemble: Option<EnsembleSummary>,
 }
 
 /// Simulate training runs (see [`autoscaler_simulator::generate_training_runs`]) and write
@@ -176,14 +186,98 @@ pub fn simulated_csv(cfg: &TrainingDataConfig, path: &Path) -> Result<usize, Tra
     Ok(runs.iter().map(|r| r.rows.len()).sum())
 }
 
-/// Label, split, train every model of `cfg.kinds`, choose thresholds, score, and save the
-/// artefacts in `out_dir/<model>/`. `progress` is told each step.
+/// How the probabilities are calibrated on the validation split by default.
+pub const DEFAULT_CALIBRATION: CalibrationMethod = CalibrationMethod::Platt;
+/// Bins of the reliability curves in the model card.
+pub const RELIABILITY_BINS: usize = 10;
+
+/// How to calibrate a model's probabilities on the validation split.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CalibrationMethod {
+    /// Raw scores.
+    None,
+    /// Platt scaling (keeps the ranking).
+    Platt,
+    /// Isotonic regression.
+    Isotonic,
+}
+
+impl std::fmt::Display for CalibrationMethod {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            CalibrationMethod::None => "none",
+            CalibrationMethod::Platt => "platt",
+            CalibrationMethod::Isotonic => "isotonic",
+        })
+    }
+}
+
+impl std::str::FromStr for CalibrationMethod {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "none" => Ok(CalibrationMethod::None),
+            "platt" => Ok(CalibrationMethod::Platt),
+            "isotonic" => Ok(CalibrationMethod::Isotonic),
+            o => Err(format!("unknown calibration `{o}` (none, platt, isotonic)")),
+        }
+    }
+}
+
+/// Label, split, train every model of `cfg.kinds`, calibrate on the validation split, choose
+/// thresholds there, score, and save the artefacts in `out_dir/<model>/`. `progress` is told
+/// each step.
 pub fn train_models(
     loaded: &Loaded,
     cfg: &TrainConfig,
     out_dir: &Path,
     progress: &mut dyn FnMut(&str),
 ) -> Result<TrainReport, TrainingError> {
+    let t = train_candidates(loaded, cfg, progress)?;
+    t.save(out_dir)?;
+    Ok(t.report)
+}
+
+/// Trained models not yet saved: what [`train_models`] saves, and what `retrain` evaluates
+/// before deciding whether to save it as a candidate.
+pub struct Trained {
+    /// What was done.
+    pub report: TrainReport,
+    /// Each model with its metadata.
+    pub models: Vec<(Box<dyn autoscaler_models::Model>, MetadataExtra)>,
+    /// Indices (into the records) of the training rows.
+    pub train_index: Vec<usize>,
+    /// Of the validation rows.
+    pub val_index: Vec<usize>,
+    /// Of the test rows.
+    pub test_index: Vec<usize>,
+}
+
+impl std::fmt::Debug for Trained {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Trained")
+            .field("report", &self.report)
+            .finish()
+    }
+}
+
+impl Trained {
+    /// Save every model in `out_dir/<model>/`.
+    pub fn save(&self, out_dir: &Path) -> Result<(), TrainingError> {
+        for (m, extra) in &self.models {
+            save(m.as_ref(), out_dir, extra)?;
+        }
+        Ok(())
+    }
+}
+
+/// [`train_models`] without saving.
+pub fn train_candidates(
+    loaded: &Loaded,
+    cfg: &TrainConfig,
+    progress: &mut dyn FnMut(&str),
+) -> Result<Trained, TrainingError> {
     if !(cfg.target_recall > 0.0 && cfg.target_recall <= 1.0) {
         return Err(TrainingError::Config(format!(
             "--target-recall must be in (0, 1], got {}",
@@ -200,23 +294,29 @@ pub fn train_models(
     };
     let names = match &cfg.features {
         Some(f) => f.clone(),
-        None if loaded.all_have_replicas() => default_feature_names(),
-        None => FEATURE_NAMES.iter().map(|s| s.to_string()).collect(),
+        None => default_features(loaded),
     };
+    progress("building features");
+    let rows = feature_rows(records, &names)?;
+    let without_history = (0..records.len())
+        .filter(|i| labels[*i].is_some() && rows[*i].is_none())
+        .count();
+    // A row the models would abstain on (too little history) is neither trained nor scored.
+    let labels: Vec<Option<bool>> = labels
+        .iter()
+        .zip(&rows)
+        .map(|(l, r)| l.filter(|_| r.is_some()))
+        .collect();
     progress("splitting");
     let sp = split(records, &labels, cfg.horizon, &cfg.split)?;
-    let rows_of = |idx: &[usize]| -> Result<(Vec<Vec<f64>>, Vec<bool>), TrainingError> {
-        let mut x = Vec::with_capacity(idx.len());
-        let mut y = Vec::with_capacity(idx.len());
-        for &i in idx {
-            x.push(raw_row(&records[i], &names)?);
-            y.push(labels[i].unwrap_or(false));
-        }
-        Ok((x, y))
+    let rows_of = |idx: &[usize]| -> (Vec<Vec<f64>>, Vec<bool>) {
+        let x = idx.iter().filter_map(|&i| rows[i].clone()).collect();
+        let y = idx.iter().map(|&i| labels[i].unwrap_or(false)).collect();
+        (x, y)
     };
-    let (x_train, y_train) = rows_of(&sp.train)?;
-    let (x_val, y_val) = rows_of(&sp.val)?;
-    let (x_test, y_test) = rows_of(&sp.test)?;
+    let (x_train, y_train) = rows_of(&sp.train);
+    let (x_val, y_val) = rows_of(&sp.val);
+    let (x_test, y_test) = rows_of(&sp.test);
     let train_positives = y_train.iter().filter(|y| **y).count();
     if train_positives == 0 || train_positives == y_train.len() {
         return Err(TrainingError::Config(format!(
@@ -235,6 +335,7 @@ pub fn train_models(
         rows: records.len(),
         bad_rows: loaded.bad_rows.len(),
         labelled: labels.iter().filter(|l| l.is_some()).count(),
+        without_history,
         train_rows: sp.train.len(),
         val_rows: sp.val.len(),
         test_rows: sp.test.len(),
@@ -243,6 +344,7 @@ pub fn train_models(
         split: sp.description.clone(),
         feature_names: names.clone(),
         models: Vec::new(),
+        ensemble: None,
     };
     let training_data = json!({
         "inputs": loaded.files.iter().zip(&loaded.file_sha256)
@@ -252,6 +354,13 @@ pub fn train_models(
         "rows_read": records.len(),
         "bad_rows_skipped": loaded.bad_rows.len(),
         "labelled_rows": report.labelled,
+        "rows_without_history": without_history,
+        "history": format!(
+            "lags and rolling features need {} polls of the service (the current one \
+             included); {without_history} labelled rows with fewer were left out (the \
+             inference service abstains there)",
+            autoscaler_models::history::MIN_HISTORY_POINTS
+        ),
         "label": if cfg.use_csv_labels {
             "the CSV's sla_violated column".to_string()
         } else {
@@ -277,6 +386,14 @@ pub fn train_models(
         "target_recall": cfg.target_recall,
     });
 
+    struct Fitted {
+        model: Box<dyn autoscaler_models::Model>,
+        p_val: Vec<f64>,
+        p_test: Vec<f64>,
+        scores: serde_json::Value,
+        threshold: f64,
+    }
+    let mut fitted: Vec<Fitted> = Vec::new();
     for &kind in &cfg.kinds {
         progress(&format!("training {kind}"));
         let data = Dataset {
@@ -292,8 +409,18 @@ pub fn train_models(
             }
             Ok(model.predict_proba_batch(&prepare(kind, x, Some(&imputer.medians)))?)
         };
-        let p_val = predict(&x_val)?;
-        let p_test = predict(&x_test)?;
+        let raw_val = predict(&x_val)?;
+        let raw_test = predict(&x_test)?;
+        // Calibration on the validation split only.
+        let (calibration, calibration_note) = fit_calibration(cfg.calibration, &raw_val, &y_val);
+        let cal = |p: &[f64]| -> Vec<f64> {
+            match &calibration {
+                Some(c) => p.iter().map(|v| c.apply(*v)).collect(),
+                None => p.to_vec(),
+            }
+        };
+        let p_val = cal(&raw_val);
+        let p_test = cal(&raw_test);
         let (threshold, source) = match threshold_for_recall(&p_val, &y_val, cfg.target_recall) {
             Some(t) => (
                 t,
@@ -310,19 +437,22 @@ pub fn train_models(
             "split": sp.description,
             "threshold": threshold,
             "threshold_source": source,
+            "precision_at_target_recall": validation.map(|m| m.precision),
             "validation": validation,
             "test": test,
+            CALIBRATION_KEY: calibration,
+            "calibration_fit": calibration_note,
+            "brier": {
+                "validation_raw": brier(&raw_val, &y_val),
+                "validation": brier(&p_val, &y_val),
+                "test_raw": brier(&raw_test, &y_test),
+                "test": brier(&p_test, &y_test),
+            },
+            "reliability": {
+                "validation": reliability(&p_val, &y_val, RELIABILITY_BINS),
+                "test": reliability(&p_test, &y_test, RELIABILITY_BINS),
+            },
         });
-        let extra = MetadataExtra {
-            horizon: cfg.horizon as u32,
-            sla_p95_ms: cfg.sla.headline_ms(),
-            created_at: cfg.created_at.clone(),
-            threshold: Some(threshold),
-            scores,
-            imputation: Some(imputer.medians.clone()),
-            training_data: training_data.clone(),
-        };
-        save(model.as_ref(), out_dir, &extra)?;
         report.models.push(ModelSummary {
             kind,
             threshold,
@@ -330,6 +460,109 @@ pub fn train_models(
             validation,
             test,
         });
+        fitted.push(Fitted {
+            model,
+            p_val,
+            p_test,
+            scores,
+            threshold,
+        });
     }
-    Ok(report)
+    // The weighted rule: weights from each model's validation PR-AUC, its threshold for the
+    // target recall on the validation split.
+    if fitted.len() == ModelKind::ALL.len() && !y_val.is_empty() {
+        let weights: BTreeMap<ModelKind, f64> = fitted
+            .iter()
+            .map(|f| {
+                let w = average_precision(&f.p_val, &y_val).unwrap_or(1.0).max(1e-3);
+                (f.model.kind(), w)
+            })
+            .collect();
+        let combine = |ps: Vec<&Vec<f64>>, n: usize| -> Vec<f64> {
+            let total: f64 = weights.values().sum();
+            (0..n)
+                .map(|i| {
+                    fitted
+                        .iter()
+                        .zip(&ps)
+                        .map(|(f, p)| weights[&f.model.kind()] * p[i])
+                        .sum::<f64>()
+                        / total
+                })
+                .collect()
+        };
+        let w_val = combine(fitted.iter().map(|f| &f.p_val).collect(), y_val.len());
+        let w_test = combine(fitted.iter().map(|f| &f.p_test).collect(), y_test.len());
+        let wt = threshold_for_recall(&w_val, &y_val, cfg.target_recall).unwrap_or(0.5);
+        let ens = EnsembleSummary {
+            weights,
+            weights_source: "each model's validation PR-AUC".into(),
+            weighted_threshold: wt,
+            validation: metrics(&w_val, &y_val, wt),
+            test: (!y_test.is_empty()).then(|| metrics(&w_test, &y_test, wt)),
+        };
+        for f in &mut fitted {
+            f.scores[ENSEMBLE_KEY] = serde_json::to_value(&ens).unwrap_or_default();
+        }
+        report.ensemble = Some(ens);
+    }
+    let models = fitted
+        .into_iter()
+        .map(|f| {
+            let extra = MetadataExtra {
+                horizon: cfg.horizon as u32,
+                sla_p95_ms: cfg.sla.headline_ms(),
+                created_at: cfg.created_at.clone(),
+                threshold: Some(f.threshold),
+                scores: f.scores,
+                imputation: Some(imputer.medians.clone()),
+                training_data: training_data.clone(),
+            };
+            (f.model, extra)
+        })
+        .collect();
+    Ok(Trained {
+        report,
+        models,
+        train_index: sp.train,
+        val_index: sp.val,
+        test_index: sp.test,
+    })
+}
+
+/// Where the metadata keeps the weighted rule's defaults: `scores.<ENSEMBLE_KEY>`.
+pub const ENSEMBLE_KEY: &str = "ensemble";
+
+/// The weighted rule as trained: weights and threshold from the validation split.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct EnsembleSummary {
+    /// Weight of each model.
+    pub weights: BTreeMap<ModelKind, f64>,
+    /// Where the weights come from.
+    pub weights_source: String,
+    /// The weighted rule's threshold (the highest with validation recall at the target).
+    pub weighted_threshold: f64,
+    /// Validation scores of the weighted rule.
+    pub validation: Metrics,
+    /// Test scores of the weighted rule.
+    pub test: Option<Metrics>,
+}
+
+fn fit_calibration(
+    method: CalibrationMethod,
+    p: &[f64],
+    y: &[bool],
+) -> (Option<Calibration>, String) {
+    let fit = match method {
+        CalibrationMethod::None => return (None, "not calibrated (asked for)".into()),
+        CalibrationMethod::Platt => Calibration::fit_platt(p, y),
+        CalibrationMethod::Isotonic => Calibration::fit_isotonic(p, y),
+    };
+    match fit {
+        Ok(c) => (
+            Some(c),
+            format!("{method:?} on the {} validation rows", y.len()),
+        ),
+        Err(e) => (None, format!("not calibrated: {e}")),
+    }
 }

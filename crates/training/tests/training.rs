@@ -254,6 +254,7 @@ fn train_then_evaluate_round_trip_on_simulated_csv() {
         features: None,
         use_csv_labels: false,
         created_at: "2025-01-01T00:00:00Z".into(),
+        calibration: autoscaler_training::DEFAULT_CALIBRATION,
     };
     let mut steps = Vec::new();
     let report = train_models(&loaded, &cfg, &models, &mut |s: &str| {
@@ -262,15 +263,25 @@ fn train_then_evaluate_round_trip_on_simulated_csv() {
     .unwrap();
     assert!(steps.iter().any(|s| s.contains("training random_forest")));
     assert_eq!(
-        report.feature_names.len(),
-        12,
+        report.feature_names,
+        autoscaler_training::default_features(&loaded),
+        "the default feature list"
+    );
+    assert!(
+        report
+            .feature_names
+            .iter()
+            .any(|n| n == "rps_per_replica_roll_mean"),
         "replicas column → per-replica features"
     );
     for kind in ModelKind::ALL {
         let meta = read_metadata(kind, &models).unwrap();
         assert_eq!(meta.feature_names, report.feature_names);
         assert_eq!(meta.horizon, 2);
-        assert_eq!(meta.imputation.as_ref().map(Vec::len), Some(12));
+        assert_eq!(
+            meta.imputation.as_ref().map(Vec::len),
+            Some(report.feature_names.len())
+        );
         assert_eq!(
             meta.training_data["inputs"][0]["sha256"]
                 .as_str()

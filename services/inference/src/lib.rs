@@ -9,6 +9,13 @@
 //! A stale vector, or one missing a feature the model needs, gets an explicit **abstention** with
 //! the reason — never a guess, never a missing value read as 0. A message that does not decode or
 //! breaks the contract goes to `metrics.dlq` with the reason, and the service goes on.
+//!
+//! A model taking history features (lags, rolling statistics, time of day, service identity:
+//! [`autoscaler_models::history`]) gets them from the vectors this service has seen: a bounded
+//! [`History`] per service (the last [`autoscaler_models::history::HISTORY_LEN`] polls), built
+//! with the same rules and the same feature function as training and evaluation. Until a
+//! service's window holds [`autoscaler_models::history::MIN_HISTORY_POINTS`] polls, such a model
+//! abstains ("not enough history").
 #![deny(missing_docs)]
 
 use std::path::PathBuf;
@@ -21,6 +28,9 @@ use autoscaler_bus::{
 use autoscaler_contract::{
     decode_vector, encode, ClockMode, FeatureVector, ModelKind, SkewCheck, Vote, METRICS_TOPIC,
     SCHEMA_VERSION, VOTES_TOPIC,
+};
+use autoscaler_models::history::{
+    input_row_from_history, is_history_feature, History, HistoryPoint,
 };
 use autoscaler_models::{input_row, input_row_one_fewer, is_known_feature, Model};
 use autoscaler_telemetry::predictions::{PredictionLog, DEFAULT_PREDICTIONS_MAX_BYTES};
@@ -124,7 +134,18 @@ pub struct InferenceReport {
 
 /// The vote of `model` on `vector`. Pure: no I/O.
 pub fn vote_for(model: &dyn Model, vector: &FeatureVector) -> Vote {
+    vote_with_history(model, &[HistoryPoint::of_vector(vector)], vector)
+}
+
+/// The vote of `model` on `vector`, whose service's recent polls are `window` (oldest first,
+/// `vector`'s own point last, as [`History::push`] returns it). Pure: no I/O.
+pub fn vote_with_history(
+    model: &dyn Model,
+    window: &[HistoryPoint],
+    vector: &FeatureVector,
+) -> Vote {
     let names = model.feature_names();
+    let with_history = names.iter().any(|n| is_history_feature(n));
     let threshold = model.threshold();
     let mut vote = Vote {
         schema_version: SCHEMA_VERSION,
@@ -150,8 +171,15 @@ pub fn vote_for(model: &dyn Model, vector: &FeatureVector) -> Vote {
         ));
         return vote;
     }
-    let p = input_row(&vector.features, vector.replicas, names)
-        .and_then(|row| model.predict_proba(&row));
+    // The one feature function (the same as training's) when the model takes history.
+    let row_at = |replicas: Option<u32>| {
+        if with_history {
+            input_row_from_history(window, &vector.service, replicas, names)
+        } else {
+            input_row(&vector.features, replicas, names)
+        }
+    };
+    let p = row_at(vector.replicas).and_then(|row| model.predict_proba(&row));
     match p {
         Err(e) => {
             vote.abstain_reason = Some(autoscaler_contract::truncate_text(
@@ -171,11 +199,19 @@ pub fn vote_for(model: &dyn Model, vector: &FeatureVector) -> Vote {
             vote.probability = Some(p);
             vote.confidence = Some(if up { p } else { 1.0 - p });
             // Not computable at one replica (or unknown): the scaler then never scales down.
-            vote.probability_one_fewer =
+            vote.probability_one_fewer = if with_history {
+                // Every per-replica feature (current and rolling) at one replica fewer.
+                vector
+                    .replicas
+                    .filter(|r| *r > 1)
+                    .and_then(|r| row_at(Some(r - 1)).ok())
+                    .and_then(|row| model.predict_proba(&row).ok())
+            } else {
                 input_row_one_fewer(&vector.features, vector.replicas, names)
                     .and_then(|row| model.predict_proba(&row))
                     .ok()
-                    .filter(|p| (0.0..=1.0).contains(p));
+            }
+            .filter(|p| (0.0..=1.0).contains(p));
         }
     }
     vote
@@ -253,6 +289,8 @@ pub async fn run_with_reload(
         autoscaler_bus::OUTAGE_BACKOFF_MAX,
     );
     let mut recv_failures = 0u64;
+    // The recent polls of each service (bounded), for models taking history features.
+    let mut history = History::default();
     tracing::info!(model = %cfg.model, version = deps.model.version(), group = %cfg.group,
         clock = %cfg.clock, "inference started");
     loop {
@@ -320,7 +358,13 @@ pub async fn run_with_reload(
                         }
                     }
                 }
-                let vote = vote_for(deps.model.as_ref(), &vector);
+                // A stale vector's measurements are old: they never enter the history.
+                let vote = if vector.stale {
+                    vote_for(deps.model.as_ref(), &vector)
+                } else {
+                    let window = history.push(&vector.service, HistoryPoint::of_vector(&vector));
+                    vote_with_history(deps.model.as_ref(), window, &vector)
+                };
                 if let Some(reason) = &vote.abstain_reason {
                     report.abstentions += 1;
                     tracing::info!(vector = %vote.vector_id, model = %cfg.model, reason, "abstained");
@@ -590,6 +634,112 @@ mod hardening_tests {
         shutdown.cancel();
         let r = task.await.unwrap().unwrap();
         assert_eq!((r.votes, r.dead_letters, r.dead_letter_failures), (1, 1, 1));
+    }
+}
+
+#[cfg(test)]
+mod history_tests {
+    use super::*;
+    use autoscaler_bus::{MemoryBus, Overflow};
+    use autoscaler_contract::{decode, fixtures};
+    use autoscaler_models::ModelError;
+    use chrono::DateTime;
+
+    /// P(violation) = previous poll's p95 / 100; the per-replica rolling CPU rides along.
+    struct LagModel {
+        names: Vec<String>,
+    }
+
+    impl Model for LagModel {
+        fn kind(&self) -> ModelKind {
+            ModelKind::RandomForest
+        }
+        fn version(&self) -> &str {
+            "lag-1"
+        }
+        fn threshold(&self) -> f64 {
+            0.5
+        }
+        fn feature_names(&self) -> &[String] {
+            &self.names
+        }
+        fn predict_proba_batch(&self, rows: &[Vec<f64>]) -> Result<Vec<f64>, ModelError> {
+            Ok(rows
+                .iter()
+                .map(|r| (r[0] / 100.0 + r[1] / 1000.0).clamp(0.0, 1.0))
+                .collect())
+        }
+    }
+
+    fn vector(poll: u64, p95: f64) -> FeatureVector {
+        let t = DateTime::from_timestamp(1_720_000_000 + poll as i64 * 30, 0).unwrap();
+        fixtures::vector("orders", poll)
+            .at(t)
+            .replicas(2)
+            .with(|f| {
+                f.p95_latency_ms = Some(p95);
+                f.cpu_usage_pct = Some(100.0);
+            })
+            .build()
+    }
+
+    #[tokio::test]
+    async fn history_features_come_from_the_vectors_seen_and_abstain_before_enough() {
+        let bus = MemoryBus::new(16, Overflow::Block);
+        let mut votes = bus.subscribe(VOTES_TOPIC, "t").await.unwrap();
+        let mut cfg = InferenceConfig::new(ModelKind::RandomForest);
+        cfg.max_skew_secs = None;
+        let model = LagModel {
+            names: vec![
+                "p95_latency_ms_lag1".into(),
+                "cpu_per_replica_roll_mean".into(),
+            ],
+        };
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(run(
+            cfg,
+            InferenceDeps {
+                bus: Arc::new(bus.clone()),
+                model: Arc::new(model),
+            },
+            shutdown.clone(),
+        ));
+        // The service subscribes inside `run`: a vector published before its group exists is
+        // not delivered to it.
+        while bus.groups(METRICS_TOPIC) == 0 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        for (poll, p95) in [(1, 10.0), (2, 20.0), (3, 30.0)] {
+            bus.publish(Outgoing::new(
+                METRICS_TOPIC,
+                "orders",
+                encode(&vector(poll, p95)),
+            ))
+            .await
+            .unwrap();
+        }
+        let mut got = Vec::new();
+        for _ in 0..3 {
+            let v: Vote = decode(&votes.recv().await.unwrap().unwrap().payload).unwrap();
+            got.push(v);
+        }
+        assert!(
+            got[0]
+                .abstain_reason
+                .as_deref()
+                .unwrap()
+                .contains("not enough history"),
+            "{:?}",
+            got[0]
+        );
+        // Lag 1 of the second poll is the first's p95 (10); CPU 100 over 2 replicas = 50.
+        assert!((got[1].probability.unwrap() - (0.10 + 0.05)).abs() < 1e-12);
+        assert!((got[2].probability.unwrap() - (0.20 + 0.05)).abs() < 1e-12);
+        // One replica fewer: the rolling per-replica CPU doubles, the lag does not move.
+        assert!((got[2].probability_one_fewer.unwrap() - (0.20 + 0.10)).abs() < 1e-12);
+        shutdown.cancel();
+        let r = task.await.unwrap().unwrap();
+        assert_eq!((r.votes, r.abstentions), (3, 1));
     }
 }
 

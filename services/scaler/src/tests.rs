@@ -6,9 +6,9 @@ use autoscaler_contract::fixtures;
 use autoscaler_contract::{ModelKind, Strategy};
 
 fn vote(id: &str, model: ModelKind, up: bool, p1f: Option<f64>) -> Vote {
-    // `<service>@<poll>@<ms>`: the poll is made from the test's short id, the metric time from
-    // its length (`d` at 1000 s, `ee` at 2000 s), not from the long id's (all alike).
-    let secs = id.len() as i64 * 1000;
+    // `<service>@<poll>@<ms>`: the poll is made from the test's short id.
+    // The metric time follows the short id's length, as the id's milliseconds do.
+    let later = id.len() as i64 * 1000;
     let id = format!(
         "orders@{}@{}",
         id.bytes().map(u64::from).sum::<u64>(),
@@ -16,7 +16,7 @@ fn vote(id: &str, model: ModelKind, up: bool, p1f: Option<f64>) -> Vote {
     );
     fixtures::vote(&id, model)
         .ballot(up)
-        .metric_time(fixtures::at(secs))
+        .metric_time(fixtures::at(later))
         .replicas(2)
         .one_fewer(p1f)
         .build()

@@ -8,7 +8,6 @@ use anyhow::Context;
 use autoscaler_contract::ModelKind;
 use autoscaler_models::DEFAULT_MODELS_DIR;
 use autoscaler_training::{evaluate, write_plot, EvalConfig};
-use autoscaler_voting::rules::DEFAULT_WEIGHTED_THRESHOLD;
 use clap::Args;
 use tokio_util::sync::CancellationToken;
 
@@ -33,9 +32,10 @@ pub struct EvaluateArgs {
     /// Weights of the weighted rule, e.g. `xgboost=2,random_forest=1`.
     #[arg(long, env = "MODEL_WEIGHTS", value_delimiter = ',', value_parser = parse_weight)]
     pub weights: Vec<(ModelKind, f64)>,
-    /// The weighted rule votes up above this.
-    #[arg(long, env = "WEIGHTED_THRESHOLD", default_value_t = DEFAULT_WEIGHTED_THRESHOLD)]
-    pub weighted_threshold: f64,
+    /// The weighted rule votes up above this; default: the threshold `train` chose on the
+    /// validation split (in the models' metadata), else 0.5.
+    #[arg(long, env = "WEIGHTED_THRESHOLD")]
+    pub weighted_threshold: Option<f64>,
     /// The table as JSON.
     #[arg(long, env = "AUTOSCALER_EVAL_JSON", default_value = DEFAULT_JSON_OUT)]
     pub json_out: PathBuf,

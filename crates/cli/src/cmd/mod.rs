@@ -19,10 +19,14 @@ pub mod bench_kafka;
 pub mod bench_models;
 pub mod demo;
 pub mod demo_service;
+pub mod drift;
 pub mod evaluate;
 pub mod forecast_eval;
 pub mod inference;
 pub mod optimizer;
+pub mod outcomes;
+pub mod promote;
+pub mod retrain;
 pub mod run;
 pub mod scaler;
 pub mod tail;
@@ -76,6 +80,16 @@ pub enum Command {
     /// Write simulated, labelled training runs as a metrics CSV (what the default models
     /// train on).
     TrainingData(training_data::TrainingDataArgs),
+    /// Learning loop: join the prediction logs with what followed into labelled rows.
+    Outcomes(outcomes::OutcomesArgs),
+    /// Learning loop: train a candidate on the recent window, compare it with the live models
+    /// on the most recent slice, log its shadow votes, promote it if better (`--schedule`).
+    Retrain(retrain::RetrainArgs),
+    /// Learning loop: feature drift (PSI) and live recall on the recent rows against the live
+    /// model card; exit 1 on an alarm.
+    Drift(drift::DriftArgs),
+    /// Learning loop: promote a candidate to the live models (atomic swap; hot reload).
+    Promote(promote::PromoteArgs),
     /// Every chosen policy side by side on one trace through the simulated services (the HPA
     /// sweep, the baselines, the default `hybrid` and the clairvoyant oracle): tables, JSON, plots.
     Backtest(backtest::BacktestArgs),
@@ -107,6 +121,10 @@ impl Command {
             Command::Evaluate(a) => evaluate::run(a, shutdown).await,
             Command::TrainingData(a) => training_data::run(a, shutdown).await,
             Command::DemoService(a) => demo_service::run(a, shutdown).await,
+            Command::Outcomes(a) => outcomes::run(a, shutdown).await,
+            Command::Retrain(a) => retrain::run(a, shutdown).await,
+            Command::Drift(a) => drift::run(a, shutdown).await,
+            Command::Promote(a) => promote::run(a, shutdown).await,
             Command::Backtest(a) => backtest::run(a, shutdown).await,
             Command::ForecastEval(a) => forecast_eval::run(a, shutdown).await,
             Command::Optimizer(a) => optimizer::run(a, shutdown).await,

@@ -9,8 +9,9 @@ use autoscaler_models::{
     DEFAULT_XGB_ROUNDS,
 };
 use autoscaler_training::{
-    train_models, SlaSpec, SplitConfig, SplitKind, TrainConfig, DEFAULT_HORIZON,
-    DEFAULT_TARGET_RECALL, DEFAULT_TEST_FRACTION, DEFAULT_VAL_FRACTION,
+    train_models, CalibrationMethod, SlaSpec, SplitConfig, SplitKind, TrainConfig,
+    DEFAULT_CALIBRATION, DEFAULT_HORIZON, DEFAULT_TARGET_RECALL, DEFAULT_TEST_FRACTION,
+    DEFAULT_VAL_FRACTION,
 };
 use clap::Args;
 use tokio_util::sync::CancellationToken;
@@ -59,8 +60,13 @@ pub struct TrainArgs {
     /// The decision threshold is the highest whose validation recall reaches this.
     #[arg(long, env = "AUTOSCALER_TARGET_RECALL", default_value_t = DEFAULT_TARGET_RECALL)]
     pub target_recall: f64,
-    /// Input features (comma-separated); default: the ten contract features, plus
-    /// rps_per_replica and cpu_per_replica_pct when every row has `replicas`.
+    /// How the probabilities are calibrated on the validation split: platt, isotonic or none.
+    #[arg(long, env = "AUTOSCALER_CALIBRATION", default_value_t = DEFAULT_CALIBRATION)]
+    pub calibration: CalibrationMethod,
+    /// Input features (comma-separated); default: the ten contract features, rps_per_replica
+    /// and cpu_per_replica_pct (and their rolling means) when every row has `replicas`, lags
+    /// of the last 5 polls and rolling mean/std/slope of rps, p95, p99 and CPU, and
+    /// `service=<name>` when several services share the models.
     #[arg(long, env = "AUTOSCALER_FEATURES", value_delimiter = ',')]
     pub features: Vec<String>,
     /// `created_at` in the metadata (RFC 3339); default now. Fix it for byte-identical artefacts.
@@ -128,6 +134,7 @@ impl TrainArgs {
                 .created_at
                 .clone()
                 .unwrap_or_else(|| chrono::Utc::now().to_rfc3339()),
+            calibration: self.calibration,
         })
     }
 }
@@ -157,21 +164,22 @@ pub async fn run(a: TrainArgs, _shutdown: CancellationToken) -> anyhow::Result<(
         report.feature_names.join(",")
     );
     println!(
-        "{:<20} {:>9} {:>9} {:>7} {:>6} {:>8} {:>7}   (test split)",
-        "model", "threshold", "precision", "recall", "F1", "ROC-AUC", "PR-AUC"
+        "{:<20} {:>9} {:>9} {:>7} {:>6} {:>8} {:>7} {:>6}   (test split)",
+        "model", "threshold", "precision", "recall", "F1", "ROC-AUC", "PR-AUC", "Brier"
     );
     for m in &report.models {
         let opt = |v: Option<f64>| v.map_or_else(|| "-".into(), |v| format!("{v:.3}"));
         match &m.test {
             Some(t) => println!(
-                "{:<20} {:>9.3} {:>9.3} {:>7.3} {:>6.3} {:>8} {:>7}",
+                "{:<20} {:>9.3} {:>9.3} {:>7.3} {:>6.3} {:>8} {:>7} {:>6}",
                 m.kind.as_str(),
                 m.threshold,
                 t.precision,
                 t.recall,
                 t.f1,
                 opt(t.roc_auc),
-                opt(t.pr_auc)
+                opt(t.pr_auc),
+                opt(t.brier)
             ),
             None => println!(
                 "{:<20} {:>9.3}  (no test rows)",
@@ -179,6 +187,38 @@ pub async fn run(a: TrainArgs, _shutdown: CancellationToken) -> anyhow::Result<(
                 m.threshold
             ),
         }
+    }
+    if let Some(e) = &report.ensemble {
+        let opt = |v: Option<f64>| v.map_or_else(|| "-".into(), |v| format!("{v:.3}"));
+        if let Some(t) = &e.test {
+            println!(
+                "{:<20} {:>9.3} {:>9.3} {:>7.3} {:>6.3} {:>8} {:>7} {:>6}",
+                "vote: weighted",
+                e.weighted_threshold,
+                t.precision,
+                t.recall,
+                t.f1,
+                opt(t.roc_auc),
+                opt(t.pr_auc),
+                opt(t.brier)
+            );
+        }
+        let w: Vec<String> = e
+            .weights
+            .iter()
+            .map(|(k, w)| format!("{k}={w:.3}"))
+            .collect();
+        println!(
+            "weighted rule: weights {} ({})",
+            w.join(","),
+            e.weights_source
+        );
+    }
+    if report.without_history > 0 {
+        println!(
+            "{} labelled rows left out: fewer polls of their service than the history features need",
+            report.without_history
+        );
     }
     println!("artefacts in {}", a.out.display());
     Ok(())

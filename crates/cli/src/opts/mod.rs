@@ -3,6 +3,7 @@
 
 pub mod aggregator;
 pub mod data;
+pub mod learning;
 pub mod models;
 pub mod parse;
 pub mod scaler;

@@ -48,12 +48,16 @@ enum Column {
     Contract(usize),
     RpsPerReplica,
     CpuPerReplica,
+    /// A history feature (`RowPlan::history[i]`): computed from a service's recent polls, which
+    /// one feature vector does not carry.
+    History(usize),
 }
 
 /// Which value goes in each column of a model's row, worked out once from its feature names.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RowPlan {
     columns: Vec<Column>,
+    history: Vec<String>,
 }
 
 const RPS: usize = 0;
@@ -81,11 +85,16 @@ impl RowPlan {
     pub fn new(names: &[String]) -> Result<Self, ModelError> {
         debug_assert_eq!(FEATURE_NAMES[RPS], "request_rate_rps");
         debug_assert_eq!(FEATURE_NAMES[CPU], "cpu_usage_pct");
+        let mut history = Vec::new();
         let columns = names
             .iter()
             .map(|n| match n.as_str() {
                 "rps_per_replica" => Ok(Column::RpsPerReplica),
                 "cpu_per_replica_pct" => Ok(Column::CpuPerReplica),
+                h if crate::history::is_history_feature(h) => {
+                    history.push(h.to_string());
+                    Ok(Column::History(history.len() - 1))
+                }
                 other => FEATURE_NAMES
                     .iter()
                     .position(|f| *f == other)
@@ -93,7 +102,7 @@ impl RowPlan {
                     .ok_or_else(|| ModelError::UnknownFeature(other.to_string())),
             })
             .collect::<Result<_, _>>()?;
-        Ok(RowPlan { columns })
+        Ok(RowPlan { columns, history })
     }
 
     /// Columns of the row.
@@ -116,6 +125,11 @@ impl RowPlan {
         out: &mut [f64],
     ) -> Result<(), ModelError> {
         debug_assert_eq!(out.len(), self.columns.len());
+        if let Some(name) = self.history.first() {
+            // One vector's features cannot give it: the caller builds such rows from the
+            // service's history (`history::input_row_from_history`).
+            return Err(ModelError::NeedsHistory(name.clone()));
+        }
         let value = |i: usize| {
             contract(&candidate.projected, i)
                 .or_else(|| contract(base, i))
