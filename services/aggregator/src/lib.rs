@@ -241,8 +241,63 @@ pub struct AggregatorReport {
     pub retries: u64,
     /// Service lookups (`--discover`) that failed.
     pub discovery_failures: u64,
+    /// CSV rows (or per-poll syncs) that could not be written (a full disk): logged and counted;
+    /// the vectors are published all the same.
+    pub csv_failures: u64,
     /// Per service (replay only).
     pub services: std::collections::BTreeMap<String, ServiceTotals>,
+}
+
+/// The CSV of development mode (or `csv_in_production`): a row that cannot be written is logged
+/// (once per outage, and again when writes resume) and counted, never a reason to stop.
+struct CsvOut {
+    sink: Option<csv_sink::CsvSink>,
+    failing: bool,
+}
+
+impl CsvOut {
+    fn open(cfg: &AggregatorConfig) -> Result<Self, AggregatorError> {
+        let sink = match (cfg.mode, cfg.csv_in_production) {
+            (Mode::Development, _) | (_, true) => Some(csv_sink::CsvSink::open(&cfg.csv_path)?),
+            _ => None,
+        };
+        Ok(CsvOut {
+            sink,
+            failing: false,
+        })
+    }
+
+    fn append(&mut self, v: &FeatureVector, report: &mut AggregatorReport) {
+        if let Some(sink) = self.sink.as_mut() {
+            let r = sink.append(v);
+            self.note(r, report);
+        }
+    }
+
+    fn sync(&mut self, report: &mut AggregatorReport) {
+        if let Some(sink) = self.sink.as_mut() {
+            let r = sink.sync();
+            self.note(r, report);
+        }
+    }
+
+    fn note(&mut self, r: Result<(), csv_sink::CsvSinkError>, report: &mut AggregatorReport) {
+        match (r, self.failing) {
+            (Ok(()), false) => {}
+            (Ok(()), true) => {
+                tracing::info!(failures = report.csv_failures, "CSV writes resumed");
+                self.failing = false;
+            }
+            (Err(e), failing) => {
+                report.csv_failures += 1;
+                if !failing {
+                    tracing::error!(error = %e, "cannot write the metrics CSV; \
+                        vectors are still published, rows are lost until it can be written");
+                }
+                self.failing = true;
+            }
+        }
+    }
 }
 
 /// Run the aggregator until its source ends, `shutdown` is cancelled, or the bus closes.
@@ -280,10 +335,7 @@ async fn run_prometheus(
     let mut services = poller.source().services.clone();
     let discover = poller.source().discover.clone();
     let planned = poller.source().polls;
-    let mut csv = match (cfg.mode, cfg.csv_in_production) {
-        (Mode::Development, _) | (_, true) => Some(csv_sink::CsvSink::open(&cfg.csv_path)?),
-        _ => None,
-    };
+    let mut csv = CsvOut::open(cfg)?;
     let publish = cfg.mode == Mode::Production;
     let mut previous: HashMap<String, Option<prometheus::Previous>> = HashMap::new();
     let mut report = AggregatorReport::default();
@@ -374,20 +426,17 @@ async fn run_prometheus(
         // A service that was not polled this time must not get a delta against an old poll later.
         previous.retain(|name, _| services.contains(name));
         for v in &vectors {
-            if let Some(csv) = csv.as_mut() {
-                csv.append(v)?;
-            }
+            // Published first: a full disk under the CSV never stops the vectors.
             if publish {
                 deps.bus
                     .publish_pipelined(Outgoing::new(&cfg.metrics_topic, &v.service, encode(v)))
                     .await?;
                 autoscaler_telemetry::record_vector(v);
             }
+            csv.append(v, &mut report);
             report.vectors += 1;
         }
-        if let Some(csv) = csv.as_mut() {
-            csv.sync()?;
-        }
+        csv.sync(&mut report);
         poll += 1;
         report.ticks += 1;
         if let Some(p) = &deps.progress {
@@ -400,6 +449,7 @@ async fn run_prometheus(
         vectors = report.vectors,
         stale = report.stale_vectors,
         missing_features = report.missing_features,
+        csv_failures = report.csv_failures,
         "Prometheus polling stopped"
     );
     Ok(report)
@@ -440,10 +490,7 @@ async fn run_replay(
         .bus
         .subscribe(&cfg.decisions_topic, "aggregator-replay")
         .await?;
-    let mut csv = match (cfg.mode, cfg.csv_in_production) {
-        (Mode::Development, _) | (_, true) => Some(csv_sink::CsvSink::open(&cfg.csv_path)?),
-        _ => None,
-    };
+    let mut csv = CsvOut::open(cfg)?;
     let publish = cfg.mode == Mode::Production;
     let total_ticks = (r.duration_secs / interval).floor() as u64;
     let mut report = AggregatorReport::default();
@@ -484,9 +531,7 @@ async fn run_replay(
                 features: polled.features,
             };
             sim.poll += 1;
-            if let Some(csv) = csv.as_mut() {
-                csv.append(&vector)?;
-            }
+            // Published first: a full disk under the CSV never stops the vectors.
             if publish {
                 deps.bus
                     .publish_pipelined(Outgoing::new(&cfg.metrics_topic, &name, encode(&vector)))
@@ -494,6 +539,7 @@ async fn run_replay(
                 autoscaler_telemetry::record_vector(&vector);
                 waiting.insert(vector.vector_id.clone(), name);
             }
+            csv.append(&vector, &mut report);
             report.vectors += 1;
         }
         report.ticks += 1;
@@ -537,14 +583,13 @@ async fn run_replay(
             }
         }
     }
-    if let Some(csv) = csv.as_mut() {
-        csv.flush()?;
-    }
+    csv.sync(&mut report);
     deps.bus.flush(Duration::from_secs(10)).await?;
     decisions.close().await?;
     tracing::info!(
         ticks = report.ticks,
         vectors = report.vectors,
+        csv_failures = report.csv_failures,
         "replay finished"
     );
     Ok(report)
