@@ -380,6 +380,57 @@ async fn a_bearer_token_is_sent_and_a_refusal_makes_stale_vectors_saying_why() {
     assert_eq!(report.retries, 0, "a refusal is not retried");
 }
 
+/// A rotated token: the file is re-read before the next poll, without a restart; a changed
+/// file that cannot be used (empty) keeps the last token.
+#[tokio::test]
+async fn a_changed_bearer_token_file_is_re_read_before_the_next_poll() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let shop = sock_shop();
+    let guarded: Answerer = Arc::new(move |q: &str, head: &str| {
+        if head
+            .lines()
+            .any(|l| l.eq_ignore_ascii_case("authorization: Bearer new-t0ken"))
+        {
+            shop(q, head)
+        } else {
+            (
+                401,
+                r#"{"status":"error","errorType":"unauthorized","error":"no"}"#.into(),
+            )
+        }
+    });
+    tokio::spawn(serve(listener, guarded, Arc::new(AtomicUsize::new(0))));
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("token");
+    std::fs::write(&file, "old\n").unwrap();
+    let mut src = source(port, &["orders"], 1);
+    src.bearer_token_file = Some(file.clone());
+    let poller = prometheus::Poller::new(src).unwrap();
+    let rate = |raw: &std::collections::BTreeMap<String, prometheus::Raw>| {
+        raw["orders"]["request_rate_rps"].clone()
+    };
+    let at = Utc::now();
+    let first = poller.poll_once(&["orders".to_string()], at).await;
+    assert!(
+        matches!(rate(&first), prometheus::Answer::Refused(_)),
+        "{first:?}"
+    );
+
+    std::fs::write(&file, "new-t0ken\n").unwrap();
+    let second = poller.poll_once(&["orders".to_string()], at).await;
+    assert_eq!(
+        rate(&second),
+        prometheus::Answer::Value(20.0),
+        "re-read without a restart"
+    );
+
+    // Emptied (a rotation caught mid-write): the last good token stays in use.
+    std::fs::write(&file, "").unwrap();
+    let third = poller.poll_once(&["orders".to_string()], at).await;
+    assert_eq!(rate(&third), prometheus::Answer::Value(20.0));
+}
+
 #[tokio::test]
 async fn a_slow_query_and_an_odd_answer_are_missing_features_not_an_outage() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -244,6 +244,11 @@ pub struct PrometheusSource {
     pub polls: Option<u64>,
     /// Sent as `Authorization: Bearer …` (Prometheus behind an authenticating proxy).
     pub bearer_token: Option<Secret>,
+    /// Where `bearer_token` comes from: re-read before every poll (a small file, once per poll)
+    /// and used from then on when its content changed (a rotated secret), so the aggregator
+    /// never needs a restart. A file that cannot be read (or is empty) keeps the last token,
+    /// with a warning.
+    pub bearer_token_file: Option<std::path::PathBuf>,
 }
 
 impl std::fmt::Debug for PrometheusSource {
@@ -256,6 +261,7 @@ impl std::fmt::Debug for PrometheusSource {
             .field("query_timeout", &self.query_timeout)
             .field("polls", &self.polls)
             .field("bearer_token", &self.bearer_token)
+            .field("bearer_token_file", &self.bearer_token_file)
             .finish()
     }
 }
@@ -294,6 +300,7 @@ impl PrometheusSource {
             polls: None,
             discover: None,
             bearer_token: None,
+            bearer_token_file: None,
         }
     }
 
@@ -506,40 +513,91 @@ pub fn redact_in(text: &str, url: &str) -> String {
 
 /// The Prometheus client of one aggregator.
 pub struct Poller {
-    client: prometheus_http_query::Client,
+    current: std::sync::Mutex<Current>,
     src: PrometheusSource,
     timeout: Duration,
 }
 
+/// The client in use, the token it sends, and whether the token file is failing (warned once).
+struct Current {
+    client: prometheus_http_query::Client,
+    token: Option<Secret>,
+    failing: bool,
+}
+
+fn build_client(
+    src: &PrometheusSource,
+    token: Option<&Secret>,
+) -> Result<prometheus_http_query::Client, String> {
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Some(Secret(token)) = token {
+        let mut v = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
+            .map_err(|_| "the bearer token has characters a header cannot carry".to_string())?;
+        v.set_sensitive(true);
+        headers.insert(reqwest::header::AUTHORIZATION, v);
+    }
+    let http = reqwest::Client::builder()
+        .default_headers(headers)
+        .timeout(src.query_timeout)
+        .connect_timeout(src.query_timeout)
+        .build()
+        .map_err(|e| format!("HTTP client: {e}"))?;
+    // `…/prometheus/` would become `…/prometheus//api/v1/query`.
+    prometheus_http_query::Client::from(http, src.url.trim_end_matches('/')).map_err(|e| {
+        redact_in(
+            &format!("PROMETHEUS_URL `{}`: {e}", redact_url(&src.url)),
+            &src.url,
+        )
+    })
+}
+
 impl Poller {
-    /// A client for `src`.
-    pub fn new(src: PrometheusSource) -> Result<Self, String> {
-        let mut headers = reqwest::header::HeaderMap::new();
-        if let Some(Secret(token)) = &src.bearer_token {
-            let mut v = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
-                .map_err(|_| "the bearer token has characters a header cannot carry".to_string())?;
-            v.set_sensitive(true);
-            headers.insert(reqwest::header::AUTHORIZATION, v);
+    /// A client for `src`. With a `bearer_token_file` and no `bearer_token`, the file is read
+    /// now (an unreadable or empty file is an error).
+    pub fn new(mut src: PrometheusSource) -> Result<Self, String> {
+        if let (None, Some(path)) = (&src.bearer_token, &src.bearer_token_file) {
+            src.bearer_token = Some(Secret::from_file(path)?);
         }
-        let http = reqwest::Client::builder()
-            .default_headers(headers)
-            .timeout(src.query_timeout)
-            .connect_timeout(src.query_timeout)
-            .build()
-            .map_err(|e| format!("HTTP client: {e}"))?;
-        // `…/prometheus/` would become `…/prometheus//api/v1/query`.
-        let client = prometheus_http_query::Client::from(http, src.url.trim_end_matches('/'))
-            .map_err(|e| {
-                redact_in(
-                    &format!("PROMETHEUS_URL `{}`: {e}", redact_url(&src.url)),
-                    &src.url,
-                )
-            })?;
+        let client = build_client(&src, src.bearer_token.as_ref())?;
         Ok(Poller {
-            client,
+            current: std::sync::Mutex::new(Current {
+                client,
+                token: src.bearer_token.clone(),
+                failing: false,
+            }),
             timeout: src.query_timeout,
             src,
         })
+    }
+
+    /// The client to poll with: rebuilt when the token file's content changed.
+    fn client(&self) -> prometheus_http_query::Client {
+        let mut cur = self.current.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(path) = &self.src.bearer_token_file {
+            let read = Secret::from_file(path);
+            let fresh = match &read {
+                Ok(t) if cur.token.as_ref() == Some(t) => Ok(None),
+                Ok(t) => build_client(&self.src, Some(t)).map(Some),
+                Err(e) => Err(e.clone()),
+            };
+            match fresh {
+                Ok(Some(client)) => {
+                    cur.client = client;
+                    cur.token = read.ok();
+                    cur.failing = false;
+                    tracing::info!(file = %path.display(), "bearer token file changed: re-read");
+                }
+                Ok(None) => cur.failing = false,
+                Err(e) => {
+                    if !cur.failing {
+                        tracing::warn!(error = %e,
+                            "bearer token file cannot be used; keeping the last token");
+                    }
+                    cur.failing = true;
+                }
+            }
+        }
+        cur.client.clone()
     }
 
     /// The source.
@@ -553,12 +611,13 @@ impl Poller {
         // At most this many queries in flight: dozens of discovered services must not hit
         // Prometheus with hundreds of requests at once.
         let permits = std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_QUERIES));
+        let client = self.client();
         for service in services {
             for name in QUERY_NAMES {
                 let Some(q) = self.src.queries.for_service(name, service) else {
                     continue;
                 };
-                let client = self.client.clone();
+                let client = client.clone();
                 let service = service.clone();
                 // Prometheus's own timeout a little below ours, so its answer (a `timeout`
                 // error: the feature is missing) arrives before the client gives up.

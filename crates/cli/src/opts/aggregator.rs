@@ -316,6 +316,8 @@ fn prometheus_source(
             Ok(t) => src.bearer_token = Some(t),
             Err(e) => problems.push(format!("bearer token: {e}")),
         }
+        // Re-read when it changes (a rotated secret).
+        src.bearer_token_file = Some(path.clone());
     }
     if o.discover == Some(DiscoverKind::Swarm) {
         if o.services.is_some() || !file.services.is_empty() {
