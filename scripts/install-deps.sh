@@ -39,6 +39,9 @@ ldconfig -p | grep -qE 'libclang(-[0-9.]+)?\.so ' || need+=(libclang-dev)
 # pkg-config) and zlib; librdkafka's sources include curl's headers even unused.
 command -v cmake >/dev/null || need+=(cmake)
 command -v pkg-config >/dev/null || need+=(pkg-config)
+# Fault tests start private daemons in network namespaces (services/scaler/tests/docker_restart.rs).
+command -v ip >/dev/null || need+=(iproute2)
+command -v nsenter >/dev/null || need+=(util-linux)
 # coinor-libcbc-dev: CBC, the second MILP solver crates/planner's tests cross-check microlp with
 # (good_lp's coin_cbc links the prebuilt Debian library; nothing is compiled from C++ source).
 for p in libssl-dev zlib1g-dev libcurl4-openssl-dev coinor-libcbc-dev; do

@@ -237,6 +237,27 @@ fn the_scaler_without_an_actuator_exits_64_naming_the_choices() {
     );
 }
 
+/// Issue 15, item 6: over Kafka the state store defaults to a path; with nothing to derive it
+/// from, the scaler says so and exits 64 before it touches the broker.
+#[test]
+fn the_scaler_over_kafka_without_a_state_path_to_default_exits_64() {
+    let out = common::bin()
+        .args(["scaler", "--actuator", "simulated"])
+        .env("BUS", "kafka")
+        .env("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:1")
+        .env_remove("STATE_DB")
+        .env_remove("XDG_STATE_HOME")
+        .env_remove("HOME")
+        .output()
+        .unwrap();
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(64), "{err}");
+    assert!(
+        err.contains("--state-db") && err.contains("XDG_STATE_HOME"),
+        "{err}"
+    );
+}
+
 /// Issue 15, item 10: a secret planted in `KAFKA_PROP_*` and in `PROMETHEUS_URL` appears
 /// nowhere in the output of a service that fails on it (debug logging on).
 #[test]

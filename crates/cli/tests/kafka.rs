@@ -403,11 +403,15 @@ async fn scaler_killed_mid_stream_and_restarted_decides_every_vector_exactly_onc
     let Some(bootstrap) = broker() else { return };
     let n = Names::new("restart", bootstrap);
     let bus = n.bus();
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("scaler.db");
-    let db = db.to_str().unwrap();
-    let scaler_args = ["scaler", "--actuator", "simulated", "--state-db", db];
-    let spawn_scaler = || Proc::start("scaler".into(), n.command(&scaler_args));
+    // No --state-db: over Kafka the state store defaults to `$XDG_STATE_HOME/autoscaler/
+    // scaler-<group>.db`, and that is what makes the restart decide nothing twice.
+    let state_home = tempfile::tempdir().unwrap();
+    let scaler_args = ["scaler", "--actuator", "simulated"];
+    let spawn_scaler = || {
+        let mut c = n.command(&scaler_args);
+        c.env("XDG_STATE_HOME", state_home.path());
+        Proc::start("scaler".into(), c)
+    };
     let scaler = spawn_scaler();
     let models: Vec<Proc> = ["xgboost", "random_forest", "logistic_regression"]
         .iter()
@@ -457,6 +461,14 @@ async fn scaler_killed_mid_stream_and_restarted_decides_every_vector_exactly_onc
     let twice: Vec<_> = count.iter().filter(|(_, c)| **c > 1).collect();
     assert!(twice.is_empty(), "decided twice: {twice:?}");
     assert_eq!(count.len(), expected, "every vector decided");
+    let db = state_home
+        .path()
+        .join(format!("autoscaler/scaler-{}-scaler.db", n.suffix));
+    assert!(
+        db.is_file(),
+        "the default state path {} was used",
+        db.display()
+    );
     scaler.stop();
     for m in models {
         m.stop();
