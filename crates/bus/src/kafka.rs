@@ -412,10 +412,16 @@ fn classify(e: KafkaError) -> BusError {
         e,
         KafkaError::ClientConfig(..) | KafkaError::ClientCreation(_)
     );
-    if fatal {
-        BusError::Fatal(e.to_string())
-    } else {
-        BusError::Transient(e.to_string())
+    if matches!(
+        e,
+        KafkaError::ClientConfig(..) | KafkaError::ClientCreation(_)
+    ) {
+        // Their text may quote a configured value: kept as text, for `scrub`.
+        return BusError::Fatal(e.to_string());
+    }
+    BusError::Kafka {
+        retryable: !fatal,
+        source: e,
     }
 }
 
@@ -431,6 +437,16 @@ fn scrub(e: BusError, cfg: &KafkaConfig) -> BusError {
     match e {
         BusError::Fatal(m) => BusError::Fatal(clean(m)),
         BusError::Transient(m) => BusError::Transient(clean(m)),
+        BusError::Kafka { retryable, source } => {
+            let text = source.to_string();
+            if clean(text.clone()) == text {
+                BusError::Kafka { retryable, source }
+            } else if retryable {
+                BusError::Transient(clean(text))
+            } else {
+                BusError::Fatal(clean(text))
+            }
+        }
         e => e,
     }
 }
@@ -1237,6 +1253,43 @@ mod pipeline_tests {
         p.complete(3);
         assert_eq!(*p.watermark.borrow(), 5);
         assert!(p.done.lock().unwrap().above.is_empty());
+    }
+}
+
+#[cfg(test)]
+mod classify_tests {
+    use super::*;
+
+    /// Issue 17, item 4: a Kafka failure keeps its cause, so a caller can match a broker's
+    /// authentication failure; its message names the cause once.
+    #[test]
+    fn a_kafka_failure_keeps_its_cause_and_code() {
+        let auth = classify(KafkaError::MessageProduction(
+            RDKafkaErrorCode::SaslAuthenticationFailed,
+        ));
+        assert!(!auth.is_retryable());
+        assert_eq!(
+            auth.kafka_code(),
+            Some(RDKafkaErrorCode::SaslAuthenticationFailed)
+        );
+        let source = std::error::Error::source(&auth).expect("the cause is kept");
+        assert!(source.downcast_ref::<KafkaError>().is_some());
+        assert!(
+            auth.to_string().starts_with("fatal Kafka failure: "),
+            "{auth}"
+        );
+
+        let down = classify(KafkaError::MessageProduction(
+            RDKafkaErrorCode::BrokerTransportFailure,
+        ));
+        assert!(down.is_retryable(), "{down}");
+        assert_eq!(
+            down.kafka_code(),
+            Some(RDKafkaErrorCode::BrokerTransportFailure)
+        );
+        // A configuration error quotes values: kept as scrubbed text, without its cause.
+        let cfg = classify(KafkaError::ClientCreation("bad".into()));
+        assert!(matches!(cfg, BusError::Fatal(_)), "{cfg:?}");
     }
 }
 

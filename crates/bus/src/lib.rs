@@ -38,12 +38,41 @@ pub enum BusError {
     /// A failure that retrying will not fix (bad configuration, authorisation).
     #[error("bus failure: {0}")]
     Fatal(String),
+    /// The Kafka client failed. The cause is kept ([`std::error::Error::source`]) so a caller
+    /// can match it, e.g. a broker's authentication failure (see [`BusError::kafka_code`]).
+    /// Its text is part of this error's message, so log `%e`; a chain printer must skip a
+    /// cause its message already contains (the CLI's does).
+    #[cfg(feature = "kafka")]
+    #[error("{} Kafka failure: {source}", if *.retryable { "transient" } else { "fatal" })]
+    Kafka {
+        /// Whether retrying may help (a broker down, a timeout) or not (authorisation, a
+        /// message over the broker's size limit).
+        retryable: bool,
+        /// The client's error.
+        #[source]
+        source: rdkafka::error::KafkaError,
+    },
 }
 
 impl BusError {
     /// Whether retrying may help.
     pub fn is_retryable(&self) -> bool {
-        matches!(self, BusError::Transient(_))
+        match self {
+            BusError::Transient(_) => true,
+            #[cfg(feature = "kafka")]
+            BusError::Kafka { retryable, .. } => *retryable,
+            _ => false,
+        }
+    }
+
+    /// The librdkafka error code behind a Kafka failure, to match one (e.g.
+    /// `RDKafkaErrorCode::SaslAuthenticationFailed`).
+    #[cfg(feature = "kafka")]
+    pub fn kafka_code(&self) -> Option<rdkafka::types::RDKafkaErrorCode> {
+        match self {
+            BusError::Kafka { source, .. } => source.rdkafka_error_code(),
+            _ => None,
+        }
     }
 }
 

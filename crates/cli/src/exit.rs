@@ -56,9 +56,53 @@ pub fn report(outcome: anyhow::Result<()>) -> i32 {
                 EXIT_CONFIG
             }
             None => {
-                eprintln!("autoscaler: error: {e:#}");
+                eprintln!("autoscaler: error: {}", chain(e.as_ref()));
                 EXIT_FAILED
             }
         },
+    }
+}
+
+/// `e` and its causes, `: `-separated, each said once: a cause whose text the message so far
+/// already contains (an error that quotes its source, as `BusError::Kafka` does) is skipped.
+pub fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !text.is_empty() && !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        cause = c.source();
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("reading the votes: {0}")]
+    struct Quoting(#[source] std::io::Error);
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("scaler stopped")]
+    struct Outer(#[source] Quoting);
+
+    /// Issue 17, item 4: a cause is printed once, whether or not its parent quotes it.
+    #[test]
+    fn every_cause_is_printed_once() {
+        let io = || std::io::Error::other("broker down");
+        let e = Outer(Quoting(io()));
+        assert_eq!(chain(&e), "scaler stopped: reading the votes: broker down");
+        let any = anyhow::Error::new(Outer(Quoting(io()))).context("autoscaler scaler");
+        assert_eq!(
+            chain(any.as_ref()),
+            "autoscaler scaler: scaler stopped: reading the votes: broker down"
+        );
+        // `{:#}` (what was printed before) says it twice.
+        assert_eq!(format!("{any:#}").matches("broker down").count(), 2);
     }
 }

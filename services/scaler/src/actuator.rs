@@ -51,6 +51,14 @@ pub enum ActuatorError {
         /// The highest epoch the service has seen.
         seen: u64,
     },
+    /// The Docker daemon could not be reached or broke the connection (retryable). Docker's
+    /// client error is kept as the cause, for a caller to match (an I/O error, a hyper error…).
+    #[error("actuator unavailable: docker daemon unreachable: {source}")]
+    DockerUnreachable {
+        /// The Docker client's error.
+        #[source]
+        source: bollard::errors::Error,
+    },
     /// The service's policy (labels, policy file) does not parse or contradicts itself; the
     /// service is left alone until it is fixed.
     #[error("bad policy for `{service}`: {}", .problems.join("; "))]
@@ -65,7 +73,10 @@ pub enum ActuatorError {
 impl ActuatorError {
     /// Whether retrying later may help.
     pub fn is_retryable(&self) -> bool {
-        matches!(self, ActuatorError::Unavailable(_))
+        matches!(
+            self,
+            ActuatorError::Unavailable(_) | ActuatorError::DockerUnreachable { .. }
+        )
     }
 }
 

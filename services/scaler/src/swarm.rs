@@ -308,7 +308,7 @@ fn classify(service: &str, e: DockerError, timeout: Duration) -> ActuatorError {
         e @ (DockerError::JsonDataError { .. } | DockerError::JsonSerdeError { .. }) => {
             ActuatorError::Refused(format!("unexpected answer from docker: {e}"))
         }
-        e => ActuatorError::Unavailable(format!("docker daemon unreachable: {e}")),
+        e => ActuatorError::DockerUnreachable { source: e },
     }
 }
 
@@ -541,6 +541,17 @@ mod tests {
         ));
         let bad = classify("s", server(400, "invalid spec"), t);
         assert!(matches!(bad, ActuatorError::Refused(_)) && !bad.is_retryable());
+        // Issue 17, item 4: an unreachable daemon keeps Docker's error as the cause.
+        let gone = classify("s", DockerError::SocketNotFoundError("/x".into()), t);
+        let cause = std::error::Error::source(&gone).expect("the cause is kept");
+        assert!(matches!(
+            cause.downcast_ref::<DockerError>(),
+            Some(DockerError::SocketNotFoundError(_))
+        ));
+        assert!(
+            gone.to_string().contains("docker daemon unreachable"),
+            "{gone}"
+        );
     }
 
     #[tokio::test]
