@@ -774,11 +774,47 @@ pub struct RetrainOutcome {
 /// A loaded model, its score on a slice, and its probabilities on that slice's rows.
 type Scored = (Box<dyn Model>, SliceScore, Vec<f64>);
 
+/// Feature rows of every record, per feature list.
+type Rows = std::rc::Rc<Vec<Option<Vec<f64>>>>;
+
+/// The feature rows of a window's records, built once per feature list: the candidate's three
+/// models, the live ones, the drift check and the shadow log usually share one list, and
+/// building the history features of 100,000 rows is not free.
+struct FeatureCache<'a> {
+    records: &'a [Record],
+    built: Vec<(Vec<String>, Rows)>,
+}
+
+impl<'a> FeatureCache<'a> {
+    fn new(records: &'a [Record]) -> Self {
+        FeatureCache {
+            records,
+            built: Vec::new(),
+        }
+    }
+
+    /// The rows for `names` ([`feature_rows`]), built on first use.
+    fn rows(&mut self, names: &[String]) -> Result<Rows, TrainingError> {
+        if let Some((_, r)) = self.built.iter().find(|(n, _)| n == names) {
+            return Ok(r.clone());
+        }
+        let r: Rows = std::rc::Rc::new(feature_rows(self.records, names)?);
+        self.built.push((names.to_vec(), r.clone()));
+        Ok(r)
+    }
+
+    /// Feature lists built so far.
+    #[cfg(test)]
+    fn builds(&self) -> usize {
+        self.built.len()
+    }
+}
+
 /// Score the models in `dir` on `idx` rows of `records` (features over all of them, for the
 /// history), at each model's threshold.
 fn score_dir(
     dir: &Path,
-    records: &[Record],
+    features: &mut FeatureCache<'_>,
     labels: &[Option<bool>],
     idx: &[usize],
 ) -> Result<Vec<Scored>, TrainingError> {
@@ -786,7 +822,7 @@ fn score_dir(
     for kind in ModelKind::ALL {
         let model = load(kind, dir)?;
         let meta = read_metadata(kind, dir)?;
-        let rows = feature_rows(records, model.feature_names())?;
+        let rows = features.rows(model.feature_names())?;
         let mut x = Vec::new();
         let mut y = Vec::new();
         for &i in idx {
@@ -886,9 +922,10 @@ pub fn check_drift(cfg: &RetrainConfig) -> Result<DriftReport, TrainingError> {
     let n = records.len();
     let cut = n - ((n as f64 * cfg.holdout_fraction).round() as usize).clamp(1, n);
     let recent: Vec<usize> = (cut..n).collect();
-    let rows = feature_rows(records, &card.feature_names)?;
+    let mut features = FeatureCache::new(records);
+    let rows = features.rows(&card.feature_names)?;
     let recent_rows: Vec<Vec<f64>> = recent.iter().filter_map(|i| rows[*i].clone()).collect();
-    let live = score_dir(&cfg.live_dir, records, &labels, &recent)?;
+    let live = score_dir(&cfg.live_dir, &mut features, &labels, &recent)?;
     let scores: Vec<SliceScore> = live.into_iter().map(|l| l.1).collect();
     Ok(drift(
         &card.reference,
@@ -898,6 +935,13 @@ pub fn check_drift(cfg: &RetrainConfig) -> Result<DriftReport, TrainingError> {
         cfg.psi_alarm,
         cfg.recall_drop,
     ))
+}
+
+/// Steps [`retrain`] reports to its `progress` (at most; `promoting` only when it promotes):
+/// reading the window, the training steps ([`crate::train_steps`]), saving, scoring, drift,
+/// shadow votes, promoting.
+pub fn retrain_steps() -> u64 {
+    crate::train_steps(ModelKind::ALL.len()) + 6
 }
 
 /// Retrain: window, checks, candidate, scores of candidate and live on the recent slice,
@@ -954,12 +998,13 @@ pub fn retrain(
     trained.save(&candidate_dir)?;
     // A candidate that does not load is never promoted: scoring loads it back.
     progress("scoring candidate and live models on the recent slice");
-    let candidate =
-        score_dir(&candidate_dir, records, &labels, &trained.test_index).map_err(|e| {
+    let mut features = FeatureCache::new(records);
+    let candidate = score_dir(&candidate_dir, &mut features, &labels, &trained.test_index)
+        .map_err(|e| {
             TrainingError::Config(format!("the candidate does not load: {e} (not promoted)"))
         })?;
     let live = if autoscaler_models::artefacts_present(&cfg.live_dir) {
-        match score_dir(&cfg.live_dir, records, &labels, &trained.test_index) {
+        match score_dir(&cfg.live_dir, &mut features, &labels, &trained.test_index) {
             Ok(l) => Some(l),
             Err(e) => {
                 tracing::warn!(error = %e, "the live models cannot be scored on the recent slice");
@@ -972,7 +1017,7 @@ pub fn retrain(
     // Drift: reference = the live card's, else the window's training part.
     progress("drift");
     let names = trained.report.feature_names.clone();
-    let all_rows = feature_rows(records, &names)?;
+    let all_rows = features.rows(&names)?;
     let pick = |idx: &[usize]| -> Vec<Vec<f64>> {
         idx.iter().filter_map(|i| all_rows[*i].clone()).collect()
     };
@@ -1007,8 +1052,12 @@ pub fn retrain(
     // Shadow: the candidate's votes on the recent slice, logged under its version, never
     // published.
     progress("shadow votes");
-    let shadow_votes =
-        write_shadow_votes(&candidate_dir, records, &trained.test_index, &candidate)?;
+    let shadow_votes = write_shadow_votes(
+        &candidate_dir,
+        &mut features,
+        &trained.test_index,
+        &candidate,
+    )?;
     let cand_scores: Vec<SliceScore> = candidate.iter().map(|c| c.1.clone()).collect();
     let live_scores: Vec<SliceScore> = live
         .as_ref()
@@ -1110,13 +1159,14 @@ pub const SHADOW_COLUMNS: [&str; 22] = [
 
 fn write_shadow_votes(
     candidate_dir: &Path,
-    records: &[Record],
+    features: &mut FeatureCache<'_>,
     idx: &[usize],
     scored: &[(Box<dyn Model>, SliceScore, Vec<f64>)],
 ) -> Result<usize, TrainingError> {
+    let records = features.records;
     let mut n = 0;
     for (model, _, _) in scored {
-        let rows = feature_rows(records, model.feature_names())?;
+        let rows = features.rows(model.feature_names())?;
         let path = candidate_dir
             .join("shadow")
             .join(format!("predictions_{}.csv", model.kind().as_str()));
@@ -1252,4 +1302,52 @@ pub fn headline(o: &RetrainOutcome) -> serde_json::Value {
         "drift_alarm": o.card.drift.alarm,
         "drift_reasons": o.card.drift.reasons,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use autoscaler_simulator::TrainingDataConfig;
+
+    #[test]
+    fn the_feature_cache_builds_each_list_once_and_gives_feature_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let csv = dir.path().join("sim.csv");
+        let cfg = TrainingDataConfig {
+            runs: 1,
+            days_per_run: 1,
+            ..TrainingDataConfig::default()
+        };
+        crate::simulated_csv(&cfg, &csv).unwrap();
+        let loaded = load_csvs(
+            &[DataInput {
+                path: csv,
+                pattern: None,
+            }],
+            BadRows::Fail,
+        )
+        .unwrap();
+        let names = crate::default_features(&loaded);
+        let mut cache = FeatureCache::new(&loaded.records);
+        let a = cache.rows(&names).unwrap();
+        let b = cache.rows(&names).unwrap();
+        assert!(std::rc::Rc::ptr_eq(&a, &b));
+        assert_eq!(cache.builds(), 1);
+        let direct = feature_rows(&loaded.records, &names).unwrap();
+        assert_eq!(a.len(), direct.len());
+        // NaN-aware equality: the same values, missing where missing.
+        for (x, y) in a.iter().zip(&direct) {
+            match (x, y) {
+                (Some(x), Some(y)) => {
+                    assert!(x.iter().zip(y).all(|(u, v)| u.to_bits() == v.to_bits()))
+                }
+                (None, None) => {}
+                _ => panic!("one has history, the other not"),
+            }
+        }
+        let fewer = names[..3].to_vec();
+        let c = cache.rows(&fewer).unwrap();
+        assert_eq!(cache.builds(), 2);
+        assert_eq!(c.iter().flatten().next().map(Vec::len), Some(3));
+    }
 }

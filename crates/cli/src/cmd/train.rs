@@ -9,7 +9,7 @@ use autoscaler_models::{
     DEFAULT_XGB_ROUNDS,
 };
 use autoscaler_training::{
-    train_models, CalibrationMethod, SlaSpec, SplitConfig, SplitKind, TrainConfig,
+    train_models, train_steps, CalibrationMethod, SlaSpec, SplitConfig, SplitKind, TrainConfig,
     DEFAULT_CALIBRATION, DEFAULT_HORIZON, DEFAULT_TARGET_RECALL, DEFAULT_TEST_FRACTION,
     DEFAULT_VAL_FRACTION,
 };
@@ -143,7 +143,7 @@ impl TrainArgs {
 pub async fn run(a: TrainArgs, _shutdown: CancellationToken) -> anyhow::Result<()> {
     let cfg = a.config()?;
     let loaded = a.data.load()?;
-    let b = steps_bar(2 + 2 * cfg.kinds.len() as u64);
+    let b = steps_bar(train_steps(cfg.kinds.len()));
     let report = train_models(&loaded, &cfg, &a.out, &mut |step: &str| {
         b.set_message(step.to_string());
         b.inc(1);
