@@ -14,7 +14,8 @@
 # runs only; the test pattern is never seen before `evaluate`. The data has no replica counts,
 # so no per-replica feature is used. Models and outputs go to output/peer/<test pattern>/ (not
 # versioned); the summary (per model and voting rule: precision, recall, F1, ROC-AUC, PR-AUC,
-# Brier) is printed last and written to output/peer/summary.txt.
+# Brier; then each model's calibration from its model card) is printed last and written to
+# output/peer/summary.txt.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PEER="${PEER_DATA:-../shared/peer-data/sockshop-ml-autoscaler}/kafka-structured/data/gke/experiments"
@@ -36,6 +37,20 @@ fi
 extra=()
 [ -n "${FEATURES:-}" ] && extra+=(--features "$FEATURES")
 [ -n "${TARGET_RECALL:-}" ] && extra+=(--target-recall "$TARGET_RECALL")
+# Each model's calibration from its model card (metadata.json, fitted on the validation runs):
+# method, Brier score raw and calibrated on validation, calibrated on the training patterns'
+# test runs, and the validation reliability bins as `lo-hi:rows:mean predicted/observed`.
+calibration() {
+    command -v jq >/dev/null || { echo "(jq not found: no calibration summary)"; return; }
+    echo "calibration (model card; validation runs of the training patterns)"
+    for m in xgboost random_forest logistic_regression; do
+        jq -r --arg m "$m" 'def r3: (. * 1000 | round) / 1000;
+            .scores as $s
+            | "\($m) \($s.calibration.method // "none"): Brier validation raw \($s.brier.validation_raw | r3) calibrated \($s.brier.validation | r3), test runs \($s.brier.test | r3); reliability " +
+              ([$s.reliability.validation[] | "\(.lo)-\(.hi):\(.rows):\(.mean_predicted | r3)/\(.observed | r3)"] | join(" "))' \
+            "$1/$m/metadata.json"
+    done
+}
 mkdir -p "$OUT"
 summary="$OUT/summary.txt"
 : >"$summary"
@@ -62,6 +77,8 @@ for test_pattern in $TEST_PATTERNS; do
         echo "== test on $test_pattern (trained on ${train_patterns[*]})"
         # The table's header and its model / rule lines, columns as `evaluate` prints them.
         sed -n '2,$p' "$out/table.txt" | grep -v '^wrote '
+        echo
+        calibration "$out/models"
         echo
     } >>"$summary"
 done
