@@ -90,7 +90,7 @@ pub struct TrainArgs {
     /// Logistic-regression L2 penalty.
     #[arg(long, env = "AUTOSCALER_LR_ALPHA", default_value_t = DEFAULT_LR_ALPHA)]
     pub lr_alpha: f64,
-    /// Logistic-regression L-BFGS iterations.
+    /// Logistic-regression Newton iterations (at most).
     #[arg(long, env = "AUTOSCALER_LR_MAX_ITERATIONS", default_value_t = DEFAULT_LR_MAX_ITERATIONS)]
     pub lr_max_iterations: u64,
     /// Do not re-weight the classes (by default violations count as much as the rest).
