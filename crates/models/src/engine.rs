@@ -69,8 +69,8 @@ pub(crate) fn decode(
 pub(crate) fn library(kind: ModelKind) -> &'static str {
     match kind {
         ModelKind::Xgboost => "xgboost (C API via the xgb 3.4.0 crate)",
-        ModelKind::RandomForest => "smartcore 0.7 decision trees, bagged",
-        ModelKind::LogisticRegression => "linfa-logistic 0.8",
+        ModelKind::RandomForest => "histogram CART trees in smartcore 0.7's tree format, bagged",
+        ModelKind::LogisticRegression => "Newton's method on linfa-logistic 0.8's objective",
     }
 }
 

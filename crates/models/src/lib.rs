@@ -6,8 +6,8 @@
 //! | kind | library | `model.json` |
 //! |---|---|---|
 //! | `xgboost` | XGBoost 3.x C API through the `xgb` crate | XGBoost's own JSON (loadable by Python's xgboost) |
-//! | `random_forest` | smartcore decision trees, bagged here (see [`forest`]) | the trees in smartcore's serde form |
-//! | `logistic_regression` | linfa-logistic on standardised inputs | coefficients, intercept, means and stds |
+//! | `random_forest` | CART trees grown here on histogram cuts, bagged (see [`forest`]) | the trees in smartcore's serde form |
+//! | `logistic_regression` | Newton's method on linfa-logistic's objective, standardised inputs | coefficients, intercept, means and stds |
 //!
 //! The flow: build rows with [`input_row`] (a missing input is an error, never a 0), gather a
 //! time-ordered [`Dataset`], [`train`] a model with [`TrainParams`], [`save`] it to
@@ -16,7 +16,8 @@
 //!
 //! Determinism: the same data and the same [`TrainParams::seed`] give identical models and
 //! predictions (XGBoost trains with `seed` and one thread; the forest's bootstrap and feature
-//! subsets come from a ChaCha RNG seeded with it; logistic regression is deterministic).
+//! subsets come from a ChaCha RNG seeded with it, one stream per tree, whatever the number of
+//! threads fitting them; logistic regression is deterministic).
 //!
 //! ## Linking XGBoost
 //! `xgb` links `-lxgboost` (and `-lgomp`). The library is XGBoost 3.2.0 from the PyPI wheel

@@ -23,7 +23,7 @@ pub const DEFAULT_RF_TREES: usize = 100;
 pub const DEFAULT_RF_MAX_DEPTH: u16 = 8;
 /// Default L2 penalty of the logistic regression.
 pub const DEFAULT_LR_ALPHA: f64 = 1.0;
-/// Default L-BFGS iterations of the logistic regression.
+/// Default (most) Newton iterations of the logistic regression.
 pub const DEFAULT_LR_MAX_ITERATIONS: u64 = 200;
 
 /// Parameters whose ranges were checked: the only form a model's fit takes.
@@ -107,7 +107,7 @@ impl ParamGuard for ForestParams {
 pub struct LogisticParams {
     /// L2 penalty (linfa's `alpha`), finite and ≥ 0.
     pub alpha: f64,
-    /// L-BFGS iterations, ≥ 1.
+    /// Newton iterations at most, ≥ 1.
     pub max_iterations: u64,
     /// Duplicate the minority class's rows when set.
     pub class_weighting: bool,
@@ -143,7 +143,7 @@ pub struct TrainParams {
     pub rf_max_depth: Option<u16>,
     /// L2 penalty of the logistic regression (linfa's `alpha`), ≥ 0. Default 1.0.
     pub lr_alpha: f64,
-    /// Maximum L-BFGS iterations of the logistic regression. Default 200.
+    /// Most Newton iterations of the logistic regression. Default 200.
     pub lr_max_iterations: u64,
     /// Re-weight classes so that violations (usually rare) count as much as the rest:
     /// XGBoost `scale_pos_weight = negatives / positives`; the forest draws balanced bootstraps;

@@ -10,7 +10,7 @@ use autoscaler_voting::{tally, ModelBallot, VotingConfig};
 use serde::Serialize;
 
 use crate::data::Loaded;
-use crate::features::feature_rows;
+use crate::features::FeatureCache;
 use crate::labels::{derive_labels, SlaSpec};
 use crate::metrics::{metrics, metrics_from_decisions, pr_curve, roc_curve, Metrics};
 use crate::train::prepare;
@@ -244,9 +244,11 @@ pub fn evaluate(
     let mut with_missing = vec![false; labelled.len()];
     let mut unscorable = vec![false; labelled.len()];
     let mut without_history = vec![false; labelled.len()];
+    let mut features = FeatureCache::new(records);
     for (model, imputation) in &models {
-        // The one feature function, over each record's window of recent polls.
-        let all = feature_rows(records, model.feature_names())?;
+        // The one feature function, over each record's window of recent polls (built once per
+        // feature list: the three models usually share one).
+        let all = features.rows(model.feature_names())?;
         let width = model.feature_names().len();
         let raw: Vec<Vec<f64>> = labelled
             .iter()

@@ -51,3 +51,89 @@ pub fn feature_rows(
     }
     Ok(out)
 }
+
+/// Feature rows of every record, per feature list.
+pub(crate) type Rows = std::rc::Rc<Vec<Option<Vec<f64>>>>;
+
+/// The feature rows of a window's records, built once per feature list: the candidate's three
+/// models, the live ones, the drift check and the shadow log (and `evaluate`'s three models)
+/// usually share one list, and
+/// building the history features of 100,000 rows is not free.
+pub(crate) struct FeatureCache<'a> {
+    pub(crate) records: &'a [Record],
+    built: Vec<(Vec<String>, Rows)>,
+}
+
+impl<'a> FeatureCache<'a> {
+    pub(crate) fn new(records: &'a [Record]) -> Self {
+        FeatureCache {
+            records,
+            built: Vec::new(),
+        }
+    }
+
+    /// The rows for `names` ([`feature_rows`]), built on first use.
+    pub(crate) fn rows(&mut self, names: &[String]) -> Result<Rows, TrainingError> {
+        if let Some((_, r)) = self.built.iter().find(|(n, _)| n == names) {
+            return Ok(r.clone());
+        }
+        let r: Rows = std::rc::Rc::new(feature_rows(self.records, names)?);
+        self.built.push((names.to_vec(), r.clone()));
+        Ok(r)
+    }
+
+    /// Feature lists built so far.
+    #[cfg(test)]
+    pub(crate) fn builds(&self) -> usize {
+        self.built.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::{load_csvs, BadRows, DataInput};
+    use autoscaler_simulator::TrainingDataConfig;
+
+    #[test]
+    fn the_feature_cache_builds_each_list_once_and_gives_feature_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let csv = dir.path().join("sim.csv");
+        let cfg = TrainingDataConfig {
+            runs: 1,
+            days_per_run: 1,
+            ..TrainingDataConfig::default()
+        };
+        crate::simulated_csv(&cfg, &csv).unwrap();
+        let loaded = load_csvs(
+            &[DataInput {
+                path: csv,
+                pattern: None,
+            }],
+            BadRows::Fail,
+        )
+        .unwrap();
+        let names = crate::default_features(&loaded);
+        let mut cache = FeatureCache::new(&loaded.records);
+        let a = cache.rows(&names).unwrap();
+        let b = cache.rows(&names).unwrap();
+        assert!(std::rc::Rc::ptr_eq(&a, &b));
+        assert_eq!(cache.builds(), 1);
+        let direct = feature_rows(&loaded.records, &names).unwrap();
+        assert_eq!(a.len(), direct.len());
+        // NaN-aware equality: the same values, missing where missing.
+        for (x, y) in a.iter().zip(&direct) {
+            match (x, y) {
+                (Some(x), Some(y)) => {
+                    assert!(x.iter().zip(y).all(|(u, v)| u.to_bits() == v.to_bits()))
+                }
+                (None, None) => {}
+                _ => panic!("one has history, the other not"),
+            }
+        }
+        let fewer = names[..3].to_vec();
+        let c = cache.rows(&fewer).unwrap();
+        assert_eq!(cache.builds(), 2);
+        assert_eq!(c.iter().flatten().next().map(Vec::len), Some(3));
+    }
+}

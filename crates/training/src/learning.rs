@@ -43,8 +43,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::data::{load_csvs, BadRow, BadRows, DataInput, Loaded, Record};
-use crate::features::feature_rows;
+use crate::data::{load_csvs, BadRow, BadRows, DataInput, Loaded};
+use crate::features::FeatureCache;
 use crate::labels::{derive_labels, SlaSpec};
 use crate::metrics::{metrics, Metrics};
 use crate::split::{SplitConfig, SplitKind};
@@ -778,7 +778,7 @@ type Scored = (Box<dyn Model>, SliceScore, Vec<f64>);
 /// history), at each model's threshold.
 fn score_dir(
     dir: &Path,
-    records: &[Record],
+    features: &mut FeatureCache<'_>,
     labels: &[Option<bool>],
     idx: &[usize],
 ) -> Result<Vec<Scored>, TrainingError> {
@@ -786,7 +786,7 @@ fn score_dir(
     for kind in ModelKind::ALL {
         let model = load(kind, dir)?;
         let meta = read_metadata(kind, dir)?;
-        let rows = feature_rows(records, model.feature_names())?;
+        let rows = features.rows(model.feature_names())?;
         let mut x = Vec::new();
         let mut y = Vec::new();
         for &i in idx {
@@ -886,9 +886,10 @@ pub fn check_drift(cfg: &RetrainConfig) -> Result<DriftReport, TrainingError> {
     let n = records.len();
     let cut = n - ((n as f64 * cfg.holdout_fraction).round() as usize).clamp(1, n);
     let recent: Vec<usize> = (cut..n).collect();
-    let rows = feature_rows(records, &card.feature_names)?;
+    let mut features = FeatureCache::new(records);
+    let rows = features.rows(&card.feature_names)?;
     let recent_rows: Vec<Vec<f64>> = recent.iter().filter_map(|i| rows[*i].clone()).collect();
-    let live = score_dir(&cfg.live_dir, records, &labels, &recent)?;
+    let live = score_dir(&cfg.live_dir, &mut features, &labels, &recent)?;
     let scores: Vec<SliceScore> = live.into_iter().map(|l| l.1).collect();
     Ok(drift(
         &card.reference,
@@ -898,6 +899,13 @@ pub fn check_drift(cfg: &RetrainConfig) -> Result<DriftReport, TrainingError> {
         cfg.psi_alarm,
         cfg.recall_drop,
     ))
+}
+
+/// Steps [`retrain`] reports to its `progress` (at most; `promoting` only when it promotes):
+/// reading the window, the training steps ([`crate::train_steps`]), saving, scoring, drift,
+/// shadow votes, promoting.
+pub fn retrain_steps() -> u64 {
+    crate::train_steps(ModelKind::ALL.len()) + 6
 }
 
 /// Retrain: window, checks, candidate, scores of candidate and live on the recent slice,
@@ -954,12 +962,13 @@ pub fn retrain(
     trained.save(&candidate_dir)?;
     // A candidate that does not load is never promoted: scoring loads it back.
     progress("scoring candidate and live models on the recent slice");
-    let candidate =
-        score_dir(&candidate_dir, records, &labels, &trained.test_index).map_err(|e| {
+    let mut features = FeatureCache::new(records);
+    let candidate = score_dir(&candidate_dir, &mut features, &labels, &trained.test_index)
+        .map_err(|e| {
             TrainingError::Config(format!("the candidate does not load: {e} (not promoted)"))
         })?;
     let live = if autoscaler_models::artefacts_present(&cfg.live_dir) {
-        match score_dir(&cfg.live_dir, records, &labels, &trained.test_index) {
+        match score_dir(&cfg.live_dir, &mut features, &labels, &trained.test_index) {
             Ok(l) => Some(l),
             Err(e) => {
                 tracing::warn!(error = %e, "the live models cannot be scored on the recent slice");
@@ -972,7 +981,7 @@ pub fn retrain(
     // Drift: reference = the live card's, else the window's training part.
     progress("drift");
     let names = trained.report.feature_names.clone();
-    let all_rows = feature_rows(records, &names)?;
+    let all_rows = features.rows(&names)?;
     let pick = |idx: &[usize]| -> Vec<Vec<f64>> {
         idx.iter().filter_map(|i| all_rows[*i].clone()).collect()
     };
@@ -1007,8 +1016,12 @@ pub fn retrain(
     // Shadow: the candidate's votes on the recent slice, logged under its version, never
     // published.
     progress("shadow votes");
-    let shadow_votes =
-        write_shadow_votes(&candidate_dir, records, &trained.test_index, &candidate)?;
+    let shadow_votes = write_shadow_votes(
+        &candidate_dir,
+        &mut features,
+        &trained.test_index,
+        &candidate,
+    )?;
     let cand_scores: Vec<SliceScore> = candidate.iter().map(|c| c.1.clone()).collect();
     let live_scores: Vec<SliceScore> = live
         .as_ref()
@@ -1110,13 +1123,14 @@ pub const SHADOW_COLUMNS: [&str; 22] = [
 
 fn write_shadow_votes(
     candidate_dir: &Path,
-    records: &[Record],
+    features: &mut FeatureCache<'_>,
     idx: &[usize],
     scored: &[(Box<dyn Model>, SliceScore, Vec<f64>)],
 ) -> Result<usize, TrainingError> {
+    let records = features.records;
     let mut n = 0;
     for (model, _, _) in scored {
-        let rows = feature_rows(records, model.feature_names())?;
+        let rows = features.rows(model.feature_names())?;
         let path = candidate_dir
             .join("shadow")
             .join(format!("predictions_{}.csv", model.kind().as_str()));

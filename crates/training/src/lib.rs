@@ -29,6 +29,7 @@ pub mod learning;
 pub mod metrics;
 mod plot;
 mod split;
+mod timing;
 mod train;
 
 pub use data::{load_csvs, raw_row, BadRow, BadRows, DataInput, Loaded, Record};
@@ -40,9 +41,10 @@ pub use plot::write_plot;
 pub use split::{
     split, Split, SplitConfig, SplitKind, DEFAULT_TEST_FRACTION, DEFAULT_VAL_FRACTION,
 };
+pub use timing::StepTimes;
 pub use train::{
-    simulated_csv, train_candidates, train_models, CalibrationMethod, EnsembleSummary, Imputer,
-    ModelSummary, TrainConfig, TrainReport, Trained, DEFAULT_CALIBRATION, DEFAULT_HORIZON,
+    simulated_csv, train_candidates, train_models, train_steps, CalibrationMethod, EnsembleSummary,
+    Imputer, ModelSummary, TrainConfig, TrainReport, Trained, DEFAULT_CALIBRATION, DEFAULT_HORIZON,
     DEFAULT_TARGET_RECALL, ENSEMBLE_KEY, RELIABILITY_BINS,
 };
 

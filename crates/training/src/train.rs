@@ -225,6 +225,13 @@ impl std::str::FromStr for CalibrationMethod {
     }
 }
 
+/// Steps [`train_models`] and [`train_candidates`] report to their `progress` for `kinds`
+/// models: labels, features, split; per model training, scoring, calibration, threshold and
+/// scores; the weighted rule when the three are trained (what a progress bar counts).
+pub fn train_steps(kinds: usize) -> u64 {
+    3 + 4 * kinds as u64 + u64::from(kinds == ModelKind::ALL.len())
+}
+
 /// Label, split, train every model of `cfg.kinds`, calibrate on the validation split, choose
 /// thresholds there, score, and save the artefacts in `out_dir/<model>/`. `progress` is told
 /// each step.
@@ -412,6 +419,7 @@ pub fn train_candidates(
         let raw_val = predict(&x_val)?;
         let raw_test = predict(&x_test)?;
         // Calibration on the validation split only.
+        progress(&format!("calibrating {kind}"));
         let (calibration, calibration_note) = fit_calibration(cfg.calibration, &raw_val, &y_val);
         let cal = |p: &[f64]| -> Vec<f64> {
             match &calibration {
@@ -421,6 +429,7 @@ pub fn train_candidates(
         };
         let p_val = cal(&raw_val);
         let p_test = cal(&raw_test);
+        progress(&format!("threshold and scores of {kind}"));
         let (threshold, source) = match threshold_for_recall(&p_val, &y_val, cfg.target_recall) {
             Some(t) => (
                 t,
@@ -471,6 +480,7 @@ pub fn train_candidates(
     // The weighted rule: weights from each model's validation PR-AUC, its threshold for the
     // target recall on the validation split.
     if fitted.len() == ModelKind::ALL.len() && !y_val.is_empty() {
+        progress("weighted rule");
         let weights: BTreeMap<ModelKind, f64> = fitted
             .iter()
             .map(|f| {

@@ -297,6 +297,7 @@ fn the_loop_end_to_end_on_recorded_data() {
 
     // 3–6. Retrain → candidate, shadow votes, decision.
     let before = live_bytes(&live);
+    let mut steps: Vec<String> = Vec::new();
     let out = retrain(
         &retrain_cfg(
             vec![outcomes_csv.clone()],
@@ -304,10 +305,16 @@ fn the_loop_end_to_end_on_recorded_data() {
             &candidates,
             "2025-02-01T00:00:00Z",
         ),
-        &mut |_: &str| {},
+        &mut |s: &str| steps.push(s.to_string()),
     )
     .unwrap();
     let card = &out.card;
+    // The progress bar's length: every step, `promoting` only when it promotes.
+    assert_eq!(
+        steps.len() as u64,
+        autoscaler_training::learning::retrain_steps() - u64::from(!card.decision.promoted),
+        "{steps:?}"
+    );
     assert_eq!(card.candidate.len(), 3);
     assert_eq!(card.live.len(), 3, "live scored on the same slice");
     for (c, l) in card.candidate.iter().zip(&card.live) {

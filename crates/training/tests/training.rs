@@ -262,6 +262,20 @@ fn train_then_evaluate_round_trip_on_simulated_csv() {
     })
     .unwrap();
     assert!(steps.iter().any(|s| s.contains("training random_forest")));
+    // Calibration and the threshold are steps of their own (where the time goes), and the
+    // progress bar's length is the number of steps reported.
+    assert!(
+        steps.iter().any(|s| s == "calibrating xgboost"),
+        "{steps:?}"
+    );
+    assert!(steps
+        .iter()
+        .any(|s| s == "threshold and scores of logistic_regression"));
+    assert_eq!(
+        steps.len() as u64,
+        autoscaler_training::train_steps(ModelKind::ALL.len()),
+        "{steps:?}"
+    );
     assert_eq!(
         report.feature_names,
         autoscaler_training::default_features(&loaded),

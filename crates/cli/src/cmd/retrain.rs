@@ -13,10 +13,13 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use autoscaler_training::StepTimes;
+
 use anyhow::Context;
 use autoscaler_training::learning::{
     check_drift, headline, interval, outcomes, prediction_files, read_predictions, retrain,
-    summary, write_outcomes, RetrainConfig, DEFAULT_DRIFT_CHECK_MIN, DEFAULT_RETRAIN_INTERVAL_MIN,
+    retrain_steps, summary, write_outcomes, RetrainConfig, DEFAULT_DRIFT_CHECK_MIN,
+    DEFAULT_RETRAIN_INTERVAL_MIN,
 };
 use clap::Args;
 use tokio_util::sync::CancellationToken;
@@ -81,25 +84,16 @@ async fn one_round(a: &RetrainArgs) -> anyhow::Result<()> {
         if let Some(p) = &predictions {
             refresh_outcomes(p, &cfg).context("refreshing the outcomes")?;
         }
-        let bar = steps_bar(10);
+        let bar = steps_bar(retrain_steps());
         // Where the time goes: each step's duration, printed at the end.
-        let mut steps: Vec<(String, Instant)> = Vec::new();
+        let mut steps = StepTimes::new();
         let out = retrain(&cfg, &mut |step: &str| {
             bar.set_message(step.to_string());
             bar.inc(1);
-            steps.push((step.to_string(), Instant::now()));
+            steps.step(step);
         });
         bar.finish_and_clear();
-        let end = Instant::now();
-        let timings: Vec<String> = steps
-            .iter()
-            .enumerate()
-            .map(|(i, (name, at))| {
-                let next = steps.get(i + 1).map_or(end, |s| s.1);
-                format!("{name} {:.1}s", (next - *at).as_secs_f64())
-            })
-            .collect();
-        eprintln!("time: {}", timings.join(", "));
+        eprintln!("time: {}", steps.line());
         let out = out?;
         if json {
             println!("{}", serde_json::to_string_pretty(&headline(&out))?);

@@ -9,7 +9,7 @@ use autoscaler_models::{
     DEFAULT_XGB_ROUNDS,
 };
 use autoscaler_training::{
-    train_models, CalibrationMethod, SlaSpec, SplitConfig, SplitKind, TrainConfig,
+    train_models, train_steps, CalibrationMethod, SlaSpec, SplitConfig, SplitKind, TrainConfig,
     DEFAULT_CALIBRATION, DEFAULT_HORIZON, DEFAULT_TARGET_RECALL, DEFAULT_TEST_FRACTION,
     DEFAULT_VAL_FRACTION,
 };
@@ -90,7 +90,7 @@ pub struct TrainArgs {
     /// Logistic-regression L2 penalty.
     #[arg(long, env = "AUTOSCALER_LR_ALPHA", default_value_t = DEFAULT_LR_ALPHA)]
     pub lr_alpha: f64,
-    /// Logistic-regression L-BFGS iterations.
+    /// Logistic-regression Newton iterations (at most).
     #[arg(long, env = "AUTOSCALER_LR_MAX_ITERATIONS", default_value_t = DEFAULT_LR_MAX_ITERATIONS)]
     pub lr_max_iterations: u64,
     /// Do not re-weight the classes (by default violations count as much as the rest).
@@ -143,7 +143,7 @@ impl TrainArgs {
 pub async fn run(a: TrainArgs, _shutdown: CancellationToken) -> anyhow::Result<()> {
     let cfg = a.config()?;
     let loaded = a.data.load()?;
-    let b = steps_bar(2 + 2 * cfg.kinds.len() as u64);
+    let b = steps_bar(train_steps(cfg.kinds.len()));
     let report = train_models(&loaded, &cfg, &a.out, &mut |step: &str| {
         b.set_message(step.to_string());
         b.inc(1);
