@@ -7,11 +7,14 @@
 //! until the app's SARIMAX is fitted, then, for each client count N, drives `POST /optimize`
 //! with the seed's payload from N concurrent keep-alive clients for a fixed duration, and right
 //! after it `GET /health` (the server's own ceiling: routing, HTTP and the client, no plan).
-//! Prints requests/s and p50/p99 latency of each, and how many plans were fallbacks.
+//! Prints requests/s and p50/p99 latency of each, the answers' `solver_status` counts (the
+//! solver's limit is wall time, so on an oversubscribed machine more plans stop at
+//! `time_limit`), and the 1-minute load average before each run (`/proc/loadavg`).
 //!
 //! The clients run in this process, on their own runtime, so they share the machine's cores
 //! with the server: the figures are a floor for a server on its own host. `cargo test
 //! --all-targets` runs it once in test mode (no `--bench`): one client for a moment each.
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -65,7 +68,7 @@ fn daily_trace(days: usize) -> Trace {
 struct Outcome {
     requests: usize,
     errors: usize,
-    fallbacks: usize,
+    statuses: BTreeMap<String, usize>,
     secs: f64,
     latencies_ms: Vec<f64>,
 }
@@ -107,7 +110,8 @@ async fn drive(
         .map(|_| {
             let (client, base, body) = (client.clone(), base.clone(), body.clone());
             tokio::spawn(async move {
-                let (mut lat, mut errors, mut fallbacks) = (Vec::new(), 0usize, 0usize);
+                let (mut lat, mut errors) = (Vec::new(), 0usize);
+                let mut statuses = BTreeMap::new();
                 while Instant::now() < until {
                     let t = Instant::now();
                     let req = match endpoint {
@@ -120,10 +124,8 @@ async fn drive(
                     let ok = match req.send().await {
                         Ok(r) if r.status().is_success() => match r.bytes().await {
                             Ok(b) => {
-                                if matches!(endpoint, Endpoint::Optimize)
-                                    && !b.windows(15).any(|w| w == b"\"fallback\":null")
-                                {
-                                    fallbacks += 1;
+                                if matches!(endpoint, Endpoint::Optimize) {
+                                    *statuses.entry(solver_status(&b)).or_insert(0) += 1;
                                 }
                                 true
                             }
@@ -136,22 +138,24 @@ async fn drive(
                         errors += 1;
                     }
                 }
-                (lat, errors, fallbacks)
+                (lat, errors, statuses)
             })
         })
         .collect();
     let mut out = Outcome {
         requests: 0,
         errors: 0,
-        fallbacks: 0,
+        statuses: BTreeMap::new(),
         secs: 0.0,
         latencies_ms: Vec::new(),
     };
     for t in tasks {
-        let (lat, errors, fallbacks) = t.await.expect("client task");
+        let (lat, errors, statuses) = t.await.expect("client task");
         out.requests += lat.len();
         out.errors += errors;
-        out.fallbacks += fallbacks;
+        for (k, v) in statuses {
+            *out.statuses.entry(k).or_insert(0) += v;
+        }
         out.latencies_ms.extend(lat);
     }
     out.secs = started.elapsed().as_secs_f64();
@@ -159,17 +163,41 @@ async fn drive(
     out
 }
 
-fn report(name: &str, clients: usize, o: &Outcome) {
+/// The answer's `solver_status` (without parsing the whole answer).
+fn solver_status(body: &[u8]) -> String {
+    const KEY: &str = "\"solver_status\":\"";
+    let text = String::from_utf8_lossy(body);
+    text.find(KEY)
+        .and_then(|i| {
+            let rest = &text[i + KEY.len()..];
+            rest.find('"').map(|j| rest[..j].to_string())
+        })
+        .unwrap_or_else(|| "missing".into())
+}
+
+/// The 1-minute load average (`/proc/loadavg`), `?` where there is none.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().map(str::to_string))
+        .unwrap_or_else(|| "?".into())
+}
+
+fn report(name: &str, clients: usize, load: &str, o: &Outcome) {
     println!(
         "{name:<14} {clients:>3} clients: {:>8.1} req/s, p50 {:>7.2} ms, p99 {:>7.2} ms \
-         ({} requests in {:.1} s, {} errors, {} fallback plans)",
+         ({} requests in {:.1} s, {} errors, load {load} before){}",
         o.requests as f64 / o.secs,
         quantile(&o.latencies_ms, 0.5),
         quantile(&o.latencies_ms, 0.99),
         o.requests,
         o.secs,
         o.errors,
-        o.fallbacks,
+        if o.statuses.is_empty() {
+            String::new()
+        } else {
+            format!(", solver_status {:?}", o.statuses)
+        }
     );
 }
 
@@ -231,7 +259,7 @@ fn main() {
         Some(tx),
     ));
     let addr = server_rt
-        .block_on(tokio::time::timeout(BIND_TIMEOUT, rx))
+        .block_on(async { tokio::time::timeout(BIND_TIMEOUT, rx).await })
         .expect("bound in time")
         .expect("bound");
     let base = format!("http://{addr}");
@@ -244,6 +272,7 @@ fn main() {
         t.elapsed().as_secs_f64()
     );
 
+    let _in_client_rt = client_rt.enter();
     let client = reqwest::Client::builder()
         .no_proxy()
         .tcp_nodelay(true)
@@ -254,9 +283,10 @@ fn main() {
             ("POST /optimize", Endpoint::Optimize),
             ("GET /health", Endpoint::Health),
         ] {
+            let load = load_average();
             let o =
                 client_rt.block_on(drive(client.clone(), base.clone(), endpoint, clients, secs));
-            report(name, clients, &o);
+            report(name, clients, &load, &o);
             assert!(o.requests > 0, "{name}: no request answered");
             if !measuring {
                 assert_eq!(o.errors, 0, "{name}: errors in test mode");
