@@ -26,7 +26,8 @@ use rand_distr::{Distribution, Normal};
 use autoscaler_forecast::cpu_forest::{CpuForest, CPU_MIN_POINTS};
 use autoscaler_forecast::sarimax::Sarimax;
 use autoscaler_forecast::{
-    make_model, Forecaster, History, BUCKETS_PER_DAY, FORECAST_INTERVAL_MIN, MODEL_NAMES,
+    make_model, Forecaster, History, BUCKETS_PER_DAY, BUCKET_SECS, FORECAST_INTERVAL_MIN,
+    MODEL_NAMES,
 };
 
 /// History lengths, in days of 5-minute buckets.
@@ -34,7 +35,7 @@ const HISTORY_DAYS: [usize; 3] = [1, 3, 7];
 /// Buckets forecast per fit: one hour plus the plan's lead, as the optimizer asks.
 const FORECAST_BUCKETS: usize = 14;
 /// Buckets the history grows by between two refits (one refit interval).
-const REFIT_NEW_BUCKETS: usize = FORECAST_INTERVAL_MIN as usize / 5;
+const REFIT_NEW_BUCKETS: usize = FORECAST_INTERVAL_MIN as usize * 60 / BUCKET_SECS as usize;
 /// Most fits per model and length behind the printed p50/p99.
 const QUANTILE_FITS: usize = 50;
 /// Fewest fits behind the printed p50/p99, however long they take.
