@@ -7,8 +7,11 @@ use serde::{Deserialize, Serialize};
 
 /// Default threshold of the weighted rule on Σw·p/Σw.
 pub const DEFAULT_WEIGHTED_THRESHOLD: f64 = 0.5;
-/// Default bar on P(violation at one replica fewer) for a scale-down.
-pub const DEFAULT_SCALE_DOWN_MAX_PROBABILITY: f64 = 0.2;
+/// Default bar on P(violation at one replica fewer) for a scale-down. The models' probabilities
+/// are calibrated (Platt, on validation), so this is a real chance: at most 1 in 10. It was 0.2
+/// while they were raw class-weighted scores; with calibrated models 0.2 scaled down too
+/// eagerly (docs/how-it-compares.md has the backtest tables of both).
+pub const DEFAULT_SCALE_DOWN_MAX_PROBABILITY: f64 = 0.1;
 /// Default voting rule (the Sock Shop seed's).
 pub const DEFAULT_STRATEGY: Strategy = Strategy::Majority;
 /// Default quorum of the weighted rule: a majority of the three models.
@@ -411,7 +414,8 @@ mod tests {
 
     #[test]
     fn one_fewer_needs_quorum_and_no_predicted_violation() {
-        let cfg = VotingConfig::new(Strategy::Majority);
+        let mut cfg = VotingConfig::new(Strategy::Majority);
+        cfg.scale_down_max_probability = 0.2;
         let mk = |m, p1f: Option<f64>| ModelBallot {
             model: m,
             ballot: Ballot::NoAction,

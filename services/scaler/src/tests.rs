@@ -199,9 +199,9 @@ async fn scales_down_only_when_one_fewer_is_safe() {
     // All find one fewer safe: scale down by one.
     h.send(&vote("ee", ModelKind::Xgboost, false, Some(0.1)))
         .await;
-    h.send(&vote("ee", ModelKind::RandomForest, false, Some(0.15)))
+    h.send(&vote("ee", ModelKind::RandomForest, false, Some(0.08)))
         .await;
-    h.send(&vote("ee", ModelKind::LogisticRegression, false, Some(0.2)))
+    h.send(&vote("ee", ModelKind::LogisticRegression, false, Some(0.1)))
         .await;
     let d = h.next_decision(Duration::from_secs(1)).await.unwrap();
     assert_eq!(d.decision, Verdict::ScaleDown);
