@@ -32,6 +32,8 @@ use std::str::FromStr;
 #[cfg(any(test, feature = "test-support"))]
 pub mod fixtures;
 mod sla;
+#[cfg(any(test, feature = "test-support"))]
+pub mod tmpfs;
 pub use sla::{violates_sla, within_sla, DEFAULT_SLA_P95_MS, ERROR_VIOLATION_PCT};
 
 use chrono::{DateTime, Utc};

@@ -6,7 +6,6 @@
 //! needed; skips without, fails under CI), as the scaler's full-disk fault test does.
 
 use std::io::Write;
-use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -134,37 +133,22 @@ fn csv_full_disk_child_entry_point() {
 
 #[test]
 fn a_full_disk_under_the_csv_never_stops_the_vectors() {
-    let dir = tempfile::tempdir().unwrap();
-    let script = r#"mount -t tmpfs -o size=1m tmpfs "$1" && shift && exec "$@""#;
-    let out = Command::new("unshare")
-        .args(["-m", "--propagation", "private", "sh", "-c", script, "sh"])
-        .arg(dir.path())
-        .arg(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "csv_full_disk_child_entry_point",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(CHILD_ENV, dir.path())
-        .output();
-    let out = match out {
-        Ok(o) => o,
-        Err(e) => {
-            assert!(!is_ci(), "CI: unshare: {e}");
-            eprintln!("SKIPPED a_full_disk_under_the_csv_never_stops_the_vectors: unshare: {e}");
-            return;
-        }
-    };
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    if !out.status.success() && !stdout.contains("running 1 test") {
-        assert!(!is_ci(), "CI: no private tmpfs: {stderr}");
-        eprintln!("SKIPPED a_full_disk_under_the_csv_never_stops_the_vectors: {stderr}");
-        return;
-    }
-    assert!(
-        out.status.success() && stdout.contains("CSV-FULL-DISK-OK"),
-        "child failed:\n{stdout}\n{stderr}"
+    let run = autoscaler_contract::tmpfs::run_child_on_tmpfs(
+        "csv_full_disk_child_entry_point",
+        "1m",
+        CHILD_ENV,
+        |dir| dir.display().to_string(),
     );
+    match run {
+        Err(why) => {
+            assert!(!is_ci(), "CI: {why}");
+            eprintln!("SKIPPED a_full_disk_under_the_csv_never_stops_the_vectors: {why}");
+        }
+        Ok(r) => assert!(
+            r.success && r.stdout.contains("CSV-FULL-DISK-OK"),
+            "child failed:\n{}\n{}",
+            r.stdout,
+            r.stderr
+        ),
+    }
 }

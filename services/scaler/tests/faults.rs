@@ -324,38 +324,22 @@ fn full_disk_child_entry_point() {
 /// 1 MiB tmpfs); skips without (fails under CI).
 #[test]
 fn a_full_disk_holds_changes_and_the_scaler_stays_up() {
-    let dir = tempfile::tempdir().unwrap();
-    let script = r#"mount -t tmpfs -o size=1m tmpfs "$1" && shift && exec "$@""#;
-    let out = Command::new("unshare")
-        .args(["-m", "--propagation", "private", "sh", "-c", script, "sh"])
-        .arg(dir.path())
-        .arg(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "full_disk_child_entry_point",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(CHILD_ENV, format!("full:{}", dir.path().display()))
-        .output();
-    let out = match out {
-        Ok(o) => o,
-        Err(e) => {
-            assert!(!is_ci(), "CI: unshare: {e}");
-            eprintln!("SKIPPED a_full_disk_holds_changes_and_the_scaler_stays_up: unshare: {e}");
-            return;
-        }
-    };
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    if !out.status.success() && !stdout.contains("running 1 test") {
-        // unshare or mount refused (not root): the child never ran.
-        assert!(!is_ci(), "CI: no private tmpfs: {stderr}");
-        eprintln!("SKIPPED a_full_disk_holds_changes_and_the_scaler_stays_up: {stderr}");
-        return;
-    }
-    assert!(
-        out.status.success() && stdout.contains("FULL-DISK-OK"),
-        "child failed:\n{stdout}\n{stderr}"
+    let run = autoscaler_contract::tmpfs::run_child_on_tmpfs(
+        "full_disk_child_entry_point",
+        "1m",
+        CHILD_ENV,
+        |dir| format!("full:{}", dir.display()),
     );
+    match run {
+        Err(why) => {
+            assert!(!is_ci(), "CI: {why}");
+            eprintln!("SKIPPED a_full_disk_holds_changes_and_the_scaler_stays_up: {why}");
+        }
+        Ok(r) => assert!(
+            r.success && r.stdout.contains("FULL-DISK-OK"),
+            "child failed:\n{}\n{}",
+            r.stdout,
+            r.stderr
+        ),
+    }
 }
