@@ -339,16 +339,12 @@ async fn discovered_services_are_polled_and_a_failed_lookup_keeps_the_last_list(
     assert_eq!(seen, want);
 }
 
-#[tokio::test]
-async fn a_bearer_token_is_sent_and_a_refusal_makes_stale_vectors_saying_why() {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
+/// The Sock Shop stand-in behind a proxy that wants `Authorization: Bearer <token>` (401 else).
+fn sock_shop_behind_token(token: &'static str) -> Answerer {
     let shop = sock_shop();
-    let guarded: Answerer = Arc::new(move |q: &str, head: &str| {
-        if head
-            .lines()
-            .any(|l| l.eq_ignore_ascii_case("authorization: Bearer s3cret"))
-        {
+    let want = format!("authorization: Bearer {token}");
+    Arc::new(move |q: &str, head: &str| {
+        if head.lines().any(|l| l.eq_ignore_ascii_case(&want)) {
             shop(q, head)
         } else {
             (
@@ -356,7 +352,14 @@ async fn a_bearer_token_is_sent_and_a_refusal_makes_stale_vectors_saying_why() {
                 r#"{"status":"error","errorType":"unauthorized","error":"no token"}"#.into(),
             )
         }
-    });
+    })
+}
+
+#[tokio::test]
+async fn a_bearer_token_is_sent_and_a_refusal_makes_stale_vectors_saying_why() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let guarded = sock_shop_behind_token("s3cret");
     tokio::spawn(serve(listener, guarded, Arc::new(AtomicUsize::new(0))));
     let mut src = source(port, &["orders"], 1);
     src.bearer_token = Some(prometheus::Secret("s3cret".into()));
@@ -386,20 +389,7 @@ async fn a_bearer_token_is_sent_and_a_refusal_makes_stale_vectors_saying_why() {
 async fn a_changed_bearer_token_file_is_re_read_before_the_next_poll() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
-    let shop = sock_shop();
-    let guarded: Answerer = Arc::new(move |q: &str, head: &str| {
-        if head
-            .lines()
-            .any(|l| l.eq_ignore_ascii_case("authorization: Bearer new-t0ken"))
-        {
-            shop(q, head)
-        } else {
-            (
-                401,
-                r#"{"status":"error","errorType":"unauthorized","error":"no"}"#.into(),
-            )
-        }
-    });
+    let guarded = sock_shop_behind_token("new-t0ken");
     tokio::spawn(serve(listener, guarded, Arc::new(AtomicUsize::new(0))));
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("token");
