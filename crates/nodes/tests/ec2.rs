@@ -1,6 +1,7 @@
 //! The EC2 actuator against moto's EC2 server (`scripts/moto-up.sh` starts one on 127.0.0.1 and
 //! prints its endpoint; export it as `AUTOSCALER_MOTO_ENDPOINT`). Without it these tests print
-//! SKIPPED, except under `CI=true`, where a missing endpoint fails them.
+//! SKIPPED, except under `CI=true` (or `REQUIRE_INTEGRATION`), where a missing endpoint fails
+//! them.
 //!
 //! Throttling is tested through a small HTTP proxy on 127.0.0.1 in front of moto that answers
 //! the first N requests with an EC2 error (HTTP 503 `RequestLimitExceeded` in EC2's XML error
@@ -38,10 +39,13 @@ fn moto_endpoint(test: &str) -> Option<String> {
         }
         _ => {
             let reason = "AUTOSCALER_MOTO_ENDPOINT is not set (start moto with scripts/moto-up.sh)";
-            if std::env::var("CI").as_deref() == Ok("true") {
-                panic!("{test}: {reason}, and CI=true requires it");
+            let required = std::env::var("CI").as_deref() == Ok("true")
+                || std::env::var_os("REQUIRE_INTEGRATION").is_some_and(|v| !v.is_empty());
+            if required {
+                panic!("{test}: {reason}, and CI=true (or REQUIRE_INTEGRATION) requires it");
             }
-            eprintln!("SKIPPED {test}: {reason}");
+            // Straight to stderr, not `eprintln!`: the harness captures that, and a skip must show.
+            let _ = writeln!(std::io::stderr(), "SKIPPED {test}: {reason}");
             None
         }
     }
