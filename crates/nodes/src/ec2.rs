@@ -14,7 +14,9 @@
 //!   transport errors with bounded exponential backoff ([`RetryPolicy`]); auth errors
 //!   (`AuthFailure`, `UnauthorizedOperation`) and the rest are final at once.
 //! * The Swarm join token is a secret: [`SwarmJoin`]'s `Debug` redacts it, nothing here logs
-//!   it, and the SDK's request logging redacts the user-data (a sensitive field).
+//!   it, and the SDK's request logging redacts the user-data (a sensitive field). At TRACE the
+//!   SDK (`aws_smithy_runtime`) logs raw response bodies, which for `DescribeInstanceAttribute
+//!   userData` (not called here) would include the token: keep the SDK below TRACE in production.
 
 use std::future::Future;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
