@@ -27,7 +27,7 @@ fi
 export KAFKA_BOOTSTRAP_SERVERS
 AUTOSCALER_PYTHON_KAFKA="$(bash scripts/python-kafka-venv.sh | tail -n 1)"
 export AUTOSCALER_PYTHON_KAFKA
-cleanup_services() { if [ -n "$started_kafka" ]; then bash scripts/kafka-down.sh || true; fi; }
+cleanup_services() { bash scripts/moto-down.sh || true; if [ -n "$started_kafka" ]; then bash scripts/kafka-down.sh || true; fi; }
 trap cleanup_services EXIT
 
 # A single-node Docker Swarm for the Swarm actuator's tests (services/scaler/tests/swarm.rs):
@@ -37,6 +37,10 @@ if bash scripts/swarm-up.sh; then
 else
     echo "== swarm-up failed: the Swarm tests will print SKIPPED (fatal under CI/REQUIRE_INTEGRATION)" >&2
 fi
+
+# moto's EC2 server on 127.0.0.1 for crates/nodes/tests/ec2.rs (venv cached, server stopped on exit).
+AUTOSCALER_MOTO_ENDPOINT="$(bash scripts/moto-up.sh | tail -n 1)"
+export AUTOSCALER_MOTO_ENDPOINT
 
 echo "== cargo test"
 # Tests that need real infrastructure (Kafka, Prometheus, a Swarm) are `#[ignore = "needs …"]`,
