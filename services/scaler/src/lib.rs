@@ -287,9 +287,10 @@ struct Scaler {
     /// One policy instance per service whose policy needs the measurements (bounded by
     /// [`MAX_TRACKED_SERVICES`]).
     policies: HashMap<String, PolicySlot>,
-    /// Decisions concluded but not yet recorded nor published, in decision order, each with the
-    /// envelope state it left ([`Scaler::flush_decisions`]).
-    batch: Vec<(Decision, ServiceState)>,
+    /// Decisions concluded but not yet recorded nor published, in decision order
+    /// ([`Scaler::flush_decisions`]; the envelope state recorded with them is `states` then,
+    /// the state their services' last decisions left).
+    batch: Vec<Decision>,
     /// When the oldest decision of `batch` was concluded.
     batch_since: Option<tokio::time::Instant>,
     /// The batch must be recorded and published now (a decision that changed, or tried to
@@ -1350,20 +1351,6 @@ impl Scaler {
         if policy_held {
             self.report.policy_holds += 1;
         }
-        // Batched: recorded with the decisions concluded with it in one transaction, then
-        // published ([`Self::flush_decisions`]). On disk before it is published: a restart
-        // never decides this vector again, and keeps the cooldowns it started.
-        if self.store.is_some() {
-            self.batch.push((decision.clone(), state.clone()));
-        } else {
-            self.batch.push((decision.clone(), ServiceState::default()));
-        }
-        if self.batch_since.is_none() {
-            self.batch_since = Some(tokio::time::Instant::now());
-        }
-        if changes && !dry_run {
-            self.flush_now = true;
-        }
         // Nothing to remember (e.g. a service that is not managed, a made-up name): forgotten,
         // so junk never grows the per-service state.
         if *state == ServiceState::default() {
@@ -1373,6 +1360,17 @@ impl Scaler {
         autoscaler_telemetry::record_decision(&decision, vector_published);
         if self.cfg.print_decisions {
             autoscaler_telemetry::block::print_decision(self.report.decisions, &decision);
+        }
+        // Batched: recorded with the decisions concluded with it in one transaction, with the
+        // state each service is left in, then published ([`Self::flush_decisions`]). On disk
+        // before it is published: a restart never decides this vector again, and keeps the
+        // cooldowns it started.
+        self.batch.push(decision);
+        if self.batch_since.is_none() {
+            self.batch_since = Some(tokio::time::Instant::now());
+        }
+        if changes && !dry_run {
+            self.flush_now = true;
         }
         Ok(true)
     }
@@ -1435,7 +1433,7 @@ impl Scaler {
     fn clear_delivered(&mut self) {
         let delivered = self.take_delivered();
         if let (Some(store), false) = (&self.store, delivered.is_empty()) {
-            if let Err(e) = store.commit_batch(&[], &delivered) {
+            if let Err(e) = store.commit_batch(&[], &[], &delivered) {
                 // Published again at the next start (at least once).
                 self.report.store_failures += 1;
                 tracing::error!(decisions = delivered.len(), error = %e,
@@ -1458,7 +1456,17 @@ impl Scaler {
         }
         let delivered = self.take_delivered();
         if let Some(store) = &self.store {
-            if let Err(e) = store.commit_batch(&batch, &delivered) {
+            // Each service of the batch once, in the state its last decision left it (a service
+            // whose state is the default was forgotten: stored as the default).
+            let mut services: Vec<&str> = batch.iter().map(|d| d.service.as_str()).collect();
+            services.sort_unstable();
+            services.dedup();
+            let default = ServiceState::default();
+            let states: Vec<(&str, &ServiceState)> = services
+                .into_iter()
+                .map(|s| (s, self.states.get(s).unwrap_or(&default)))
+                .collect();
+            if let Err(e) = store.commit_batch(&batch, &states, &delivered) {
                 // Not kept (disk full, locked): the decisions are still published; a restart may
                 // decide these vectors again (they acted on nothing the store could not record:
                 // a change saves its state first). The delivered ones are published again at
@@ -1468,7 +1476,7 @@ impl Scaler {
             }
         }
         let mut queued = Vec::with_capacity(batch.len());
-        for (decision, _) in batch {
+        for decision in batch {
             let msg = Outgoing::new(
                 &self.cfg.decisions_topic,
                 decision.service.as_str(),

@@ -370,13 +370,15 @@ impl Store {
         tx.commit().map_err(|e| self.sqlite(e))
     }
 
-    /// Record a batch of decisions, each with the envelope state it leaves (in decision order),
-    /// and clear the outbox entries of `published` (decisions since acknowledged by the
-    /// broker), in **one** transaction: one commit for decisions that arrive together. Each
-    /// decision enters the outbox with its log row, so it is on disk before it is published.
+    /// Record a batch of decisions (in decision order) with the envelope `states` they leave
+    /// (each service once), and clear the outbox entries of `published` (decisions since
+    /// acknowledged by the broker), in **one** transaction: one commit for decisions that
+    /// arrive together. Each decision enters the outbox with its log row, so it is on disk
+    /// before it is published.
     pub fn commit_batch(
         &self,
-        batch: &[(Decision, ServiceState)],
+        batch: &[Decision],
+        states: &[(&str, &ServiceState)],
         published: &[VectorId],
     ) -> Result<(), StoreError> {
         let mut conn = self.lock();
@@ -395,15 +397,10 @@ impl Store {
                      ON CONFLICT(vector_id) DO NOTHING",
                 )
                 .map_err(|e| self.sqlite(e))?;
-            for (i, (decision, state)) in batch.iter().enumerate() {
-                // A service's state as its last decision of the batch leaves it (each state is
-                // the whole state, so the earlier ones are overwritten in the same commit).
-                let last_of_service = batch[i + 1..]
-                    .iter()
-                    .all(|(d, _)| d.service != decision.service);
-                if last_of_service {
-                    upsert_state(&tx, &decision.service, state).map_err(|e| self.sqlite(e))?;
-                }
+            for (service, state) in states {
+                upsert_state(&tx, service, state).map_err(|e| self.sqlite(e))?;
+            }
+            for decision in batch {
                 let json = String::from_utf8_lossy(&encode(decision)).into_owned();
                 log.execute(params![
                     decision.vector_id.0,

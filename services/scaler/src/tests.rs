@@ -421,17 +421,21 @@ async fn a_batch_recorded_but_not_published_is_published_once_on_restart() {
     const N: usize = 25;
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("state.db");
-    let batch: Vec<(Decision, ServiceState)> = (0..N)
+    let batch: Vec<Decision> = (0..N)
         .map(|i| {
             let service = ["orders", "front-end", "carts"][i % 3];
-            (
-                crate::store::tests::decision(&format!("{service}@{i}@0"), service),
-                ServiceState::default(),
-            )
+            crate::store::tests::decision(&format!("{service}@{i}@0"), service)
         })
         .collect();
     let store = Store::open(&db).unwrap();
-    store.commit_batch(&batch, &[]).unwrap();
+    let st = ServiceState::default();
+    store
+        .commit_batch(
+            &batch,
+            &[("orders", &st), ("front-end", &st), ("carts", &st)],
+            &[],
+        )
+        .unwrap();
     assert_eq!(store.batch_commits(), 1);
     assert_eq!(store.unpublished().unwrap().len(), N);
     drop(store);
@@ -462,8 +466,7 @@ async fn a_batch_recorded_but_not_published_is_published_once_on_restart() {
     };
     let (report, got) = run_once().await;
     assert_eq!(report.republished, N as u64);
-    let want: Vec<Decision> = batch.into_iter().map(|(d, _)| d).collect();
-    assert_eq!(got, want, "each once, in the order recorded");
+    assert_eq!(got, batch, "each once, in the order recorded");
     assert!(Store::open(&db).unwrap().unpublished().unwrap().is_empty());
     let (report, got) = run_once().await;
     assert_eq!(report.republished, 0);
