@@ -71,7 +71,7 @@ pub const DECISION_BATCH_MAX: usize = 512;
 pub const DECISION_BATCH_LINGER: Duration = Duration::from_millis(2);
 /// How often decisions published (pipelined) but not yet known to be on the broker are looked
 /// at again to clear them from the outbox when no new batch comes to do it.
-pub const OUTBOX_CLEAR_INTERVAL: Duration = Duration::from_millis(100);
+pub const OUTBOX_CLEAR_INTERVAL: Duration = Duration::from_millis(10);
 
 /// Default decision window, seconds.
 pub const DEFAULT_DECISION_WINDOW_SECS: u64 = 5;
@@ -1508,6 +1508,11 @@ impl Scaler {
             let reached = self.deps.bus.pipeline_reached();
             self.unconfirmed
                 .extend(queued.into_iter().map(|id| (reached, id)));
+            if self.deps.bus.pipeline_delivered() >= reached {
+                // Already on the broker (a bus whose publish waits): out of the outbox now, so
+                // a restart does not announce them again.
+                self.clear_delivered();
+            }
         }
         Ok(true)
     }

@@ -8,9 +8,10 @@
 //!   redelivered after a restart (Kafka, at least once) never decides a vector twice.
 //!
 //! The scaler writes a decision and the envelope state it leaves in **one transaction before
-//! publishing** it, and, when the decision changes a replica count, the state once more *before*
-//! actuating: a crash between the two leaves a cooldown that started without a change (safe),
-//! never a change without its cooldown.
+//! publishing** it — decisions that arrive together share that transaction
+//! ([`Store::commit_batch`]) — and, when the decision changes a replica count, the state once
+//! more *before* actuating: a crash between the two leaves a cooldown that started without a
+//! change (safe), never a change without its cooldown.
 //!
 //! WAL journal with `synchronous=NORMAL`: a committed transaction survives the process being
 //! killed (SIGKILL); only a power loss can drop the last few.
