@@ -72,6 +72,10 @@ pub const DECISION_BATCH_LINGER: Duration = Duration::from_millis(2);
 /// How often decisions published (pipelined) but not yet known to be on the broker are looked
 /// at again to clear them from the outbox when no new batch comes to do it.
 pub const OUTBOX_CLEAR_INTERVAL: Duration = Duration::from_millis(10);
+/// Messages per partition of the decisions topic read back at start when the outbox is not
+/// empty: entries already there (published, killed before they were cleared) are not published
+/// again. Covers a batch and what the pipeline holds in flight many times over.
+pub const OUTBOX_TAIL_CHECK: usize = 4 * DECISION_BATCH_MAX;
 
 /// Default decision window, seconds.
 pub const DEFAULT_DECISION_WINDOW_SECS: u64 = 5;
@@ -1524,6 +1528,39 @@ impl Scaler {
             return Ok(());
         };
         let pending = store.outbox()?;
+        if pending.is_empty() {
+            return Ok(());
+        }
+        // Published (pipelined) but killed before the outbox was cleared: the decisions topic
+        // already has them, so they are cleared, not announced twice. A bus that keeps no
+        // history (or a tail that fails) publishes them all again: at least once.
+        let on_topic: std::collections::HashSet<String> = match self
+            .deps
+            .bus
+            .tail(&self.cfg.decisions_topic, OUTBOX_TAIL_CHECK)
+            .await
+        {
+            Ok(tail) => tail
+                .iter()
+                .filter_map(|d| decode::<Decision>(&d.payload).ok())
+                .map(|d| d.vector_id.0)
+                .collect(),
+            Err(e) => {
+                tracing::warn!(error = %e, "decisions topic not read back: the outbox is published again");
+                Default::default()
+            }
+        };
+        let (already, pending): (Vec<_>, Vec<_>) = pending
+            .into_iter()
+            .partition(|row| on_topic.contains(&row.vector_id.0));
+        if !already.is_empty() {
+            let ids: Vec<VectorId> = already.into_iter().map(|r| r.vector_id).collect();
+            store.commit_batch(&[], &[], &ids)?;
+            tracing::info!(
+                decisions = ids.len(),
+                "outbox entries already on the decisions topic: cleared"
+            );
+        }
         if !pending.is_empty() {
             tracing::warn!(
                 decisions = pending.len(),
