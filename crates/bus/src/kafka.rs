@@ -717,6 +717,14 @@ impl Bus for KafkaBus {
         }
     }
 
+    fn pipeline_reached(&self) -> u64 {
+        self.pipeline.reached()
+    }
+
+    fn pipeline_delivered(&self) -> u64 {
+        *self.pipeline.watermark.borrow()
+    }
+
     async fn subscribe(&self, topic: &str, group: &str) -> Result<Box<dyn Subscription>, BusError> {
         let group_id = format!("{}{group}", self.cfg.group_prefix);
         let consumer: GroupConsumer = self

@@ -141,6 +141,21 @@ pub trait Bus: Send + Sync {
         self.publish(msg).await
     }
 
+    /// Position of the pipeline: every message [`Bus::publish_pipelined`] queued before this
+    /// call has a sequence number below it. With [`Bus::pipeline_delivered`] a caller learns
+    /// when what it queued is on the broker (e.g. to clear an outbox). The default (a bus whose
+    /// pipelined publish waits for the acknowledgement) is 0.
+    fn pipeline_reached(&self) -> u64 {
+        0
+    }
+
+    /// The delivered watermark: every pipelined message with a sequence number below it is
+    /// acknowledged by the broker. A position `p` from [`Bus::pipeline_reached`] is delivered
+    /// once this is at least `p`. The default (nothing is ever left in flight) is `u64::MAX`.
+    fn pipeline_delivered(&self) -> u64 {
+        u64::MAX
+    }
+
     /// Join `group` on `topic`. Messages published after this call are delivered.
     async fn subscribe(&self, topic: &str, group: &str) -> Result<Box<dyn Subscription>, BusError>;
 

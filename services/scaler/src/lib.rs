@@ -31,12 +31,14 @@ pub mod policy;
 pub mod store;
 pub mod swarm;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use autoscaler_bus::{dead_letter_retrying, publish_retrying, Bus, BusError, Outgoing};
+use autoscaler_bus::{
+    dead_letter_retrying, publish_pipelined_retrying, publish_retrying, Bus, BusError, Outgoing,
+};
 use autoscaler_contract::{
     decode, encode, ClockMode, ContractError, Decision, FeatureVector, SkewCheck, VectorId,
     Verdict, Vote, VoteSummary, DECISIONS_TOPIC, DEFAULT_MAX_SKEW_SECS, METRICS_TOPIC,
@@ -60,6 +62,20 @@ pub use swarm::{SwarmActuator, SwarmConfig};
 /// `quarantine` table and reported at ERROR): a decision that can never be published must not
 /// fail every start.
 pub const OUTBOX_RETRY_BUDGET: u32 = 3;
+
+/// Most decisions recorded in one state-store transaction: decisions that arrive together are
+/// recorded together (one commit), then published, each still on disk before it is published.
+pub const DECISION_BATCH_MAX: usize = 512;
+/// Longest a decided vector waits for others to share its commit before the batch is recorded
+/// and published (the latency batching may add to a decision).
+pub const DECISION_BATCH_LINGER: Duration = Duration::from_millis(2);
+/// How often decisions published (pipelined) but not yet known to be on the broker are looked
+/// at again to clear them from the outbox when no new batch comes to do it.
+pub const OUTBOX_CLEAR_INTERVAL: Duration = Duration::from_millis(10);
+/// Messages per partition of the decisions topic read back at start when the outbox is not
+/// empty: entries already there (published, killed before they were cleared) are not published
+/// again. Covers a batch and what the pipeline holds in flight many times over.
+pub const OUTBOX_TAIL_CHECK: usize = 4 * DECISION_BATCH_MAX;
 
 /// Default decision window, seconds.
 pub const DEFAULT_DECISION_WINDOW_SECS: u64 = 5;
@@ -254,6 +270,9 @@ pub struct ScalerReport {
     pub vector_dead_letters: u64,
     /// Vectors whose votes were not decided on because a baseline policy decided the vector.
     pub votes_ignored: u64,
+    /// State-store transactions that recorded decisions: decisions that arrive together share
+    /// one ([`DECISION_BATCH_MAX`], [`DECISION_BATCH_LINGER`]).
+    pub store_commits: u64,
 }
 
 struct Scaler {
@@ -272,6 +291,21 @@ struct Scaler {
     /// One policy instance per service whose policy needs the measurements (bounded by
     /// [`MAX_TRACKED_SERVICES`]).
     policies: HashMap<String, PolicySlot>,
+    /// Decisions concluded but not yet recorded nor published, in decision order
+    /// ([`Scaler::flush_decisions`]; the envelope state recorded with them is `states` then,
+    /// the state their services' last decisions left).
+    batch: Vec<Decision>,
+    /// When the oldest decision of `batch` was concluded.
+    batch_since: Option<tokio::time::Instant>,
+    /// The batch must be recorded and published now (a decision that changed, or tried to
+    /// change, a replica count is not kept waiting).
+    flush_now: bool,
+    /// Decisions published pipelined, not yet known to be on the broker: the pipeline position
+    /// ([`Bus::pipeline_reached`]) after each, oldest first. Cleared from the outbox once
+    /// delivered, in the next batch's transaction.
+    unconfirmed: VecDeque<(u64, VectorId)>,
+    /// When `unconfirmed` was last looked at.
+    last_clear: tokio::time::Instant,
 }
 
 /// A service's policy instance and what it last recommended.
@@ -340,6 +374,11 @@ pub async fn run_with_lease(
         lease,
         shutdown: shutdown.clone(),
         policies: HashMap::new(),
+        batch: Vec::new(),
+        batch_since: None,
+        flush_now: false,
+        unconfirmed: VecDeque::new(),
+        last_clear: tokio::time::Instant::now(),
     };
     s.publish_outbox().await?;
     tracing::info!(strategy = %s.cfg.voting.strategy, actuator = s.deps.actuator.name(),
@@ -395,6 +434,8 @@ pub async fn run_with_lease(
         // Expired ballots are decided a batch at a time; after a full batch the next vote is
         // read first, so a pile of expired (e.g. junk) ballots never holds a complete one back.
         let (mut expire_due, mut prefer_recv) = (false, false);
+        // Votes whose decisions wait in the batch: acknowledged once it is published.
+        let mut batch_acks: Vec<autoscaler_bus::Delivery> = Vec::new();
         let stop = loop {
             if expire_due {
                 expire_due = false;
@@ -404,13 +445,20 @@ pub async fn run_with_lease(
                     let id = ready.vector_id.clone();
                     let acks = pending_acks.remove(&id).unwrap_or_default();
                     if s.decide(ready).await? {
-                        for d in acks {
-                            sub.ack(&d).await?;
-                        }
+                        batch_acks.extend(acks);
+                    }
+                    if s.batch_due() && !s.flush_acking(&mut *sub, &mut batch_acks).await? {
+                        break;
                     }
                 }
             }
+            if s.batch_due() {
+                // `false`: stopping before the batch was published; the shutdown branch ends
+                // the loop.
+                s.flush_acking(&mut *sub, &mut batch_acks).await?;
+            }
             let deadline = ballots.next_deadline().map(|d| origin + d);
+            let batch_deadline = s.batch_deadline();
             let (early, late) = if prefer_recv {
                 (None, deadline)
             } else {
@@ -425,6 +473,9 @@ pub async fn run_with_lease(
                     }
                 }
                 _ = sleep_until_opt(early) => expire_due = true,
+                _ = sleep_until_opt(batch_deadline) => {
+                    s.flush_acking(&mut *sub, &mut batch_acks).await?;
+                }
                 m = recv_opt(&mut msub) => {
                     match m {
                         None => {
@@ -437,7 +488,11 @@ pub async fn run_with_lease(
                         }
                         Some(Err(e)) => return Err(e.into()),
                         Some(Ok(delivery)) => {
-                            if s.on_vector(&delivery).await? {
+                            // A baseline's decision is published before its vector is
+                            // acknowledged (with whatever else is batched).
+                            if s.on_vector(&delivery).await?
+                                && s.flush_acking(&mut *sub, &mut batch_acks).await?
+                            {
                                 if let Some(m) = msub.as_mut() {
                                     m.ack(&delivery).await?;
                                 }
@@ -486,9 +541,11 @@ pub async fn run_with_lease(
                                         // acknowledged, a restart redelivers the votes.
                                         continue;
                                     }
-                                    for d in acks {
-                                        sub.ack(&d).await?;
-                                    }
+                                    // Acknowledged once the batch holding the decision is
+                                    // recorded and published.
+                                    batch_acks.extend(acks);
+                                    batch_acks.push(delivery);
+                                    continue;
                                 }
                                 Offer::Pending => {
                                     // Acknowledged only once the decision it feeds is published:
@@ -511,6 +568,12 @@ pub async fn run_with_lease(
         // acknowledged, so after a restart (or by the next holder of the lease) they are
         // delivered again and decided then (the window is a maximum wait, not a licence to
         // decide on fewer votes than will come).
+        // What is decided is recorded and published before leaving (its votes acknowledged); a
+        // shutdown that cuts the publication short leaves the rest in the outbox.
+        if !s.batch.is_empty() {
+            s.flush_now = true;
+            s.flush_acking(&mut *sub, &mut batch_acks).await?;
+        }
         if ballots.open_len() > 0 {
             tracing::info!(
                 open = ballots.open_len(),
@@ -531,7 +594,10 @@ pub async fn run_with_lease(
         }
     }
     s.deps.bus.flush(Duration::from_secs(5)).await?;
+    // Flushed: what was published is on the broker, out of the outbox.
+    s.clear_delivered();
     s.report.ballot = counters;
+    s.report.store_commits = s.store.as_ref().map_or(0, Store::batch_commits);
     tracing::info!(decisions = s.report.decisions, "scaler stopped");
     Ok(s.report)
 }
@@ -1289,16 +1355,6 @@ impl Scaler {
         if policy_held {
             self.report.policy_holds += 1;
         }
-        // On disk before it is published: a restart never decides this vector again, and keeps
-        // the cooldowns it started.
-        if let Some(store) = &self.store {
-            if let Err(e) = store.record(&decision, state) {
-                // Not kept (disk full, locked): the decision is still published; a restart may
-                // decide this vector again (it acted on nothing the store could not record).
-                self.report.store_failures += 1;
-                tracing::error!(vector = %vector_id, error = %e, "decision not recorded");
-            }
-        }
         // Nothing to remember (e.g. a service that is not managed, a made-up name): forgotten,
         // so junk never grows the per-service state.
         if *state == ServiceState::default() {
@@ -1309,39 +1365,160 @@ impl Scaler {
         if self.cfg.print_decisions {
             autoscaler_telemetry::block::print_decision(self.report.decisions, &decision);
         }
-        let msg = Outgoing::new(&self.cfg.decisions_topic, service, encode(&decision));
-        match publish_retrying(self.deps.bus.as_ref(), msg, &self.shutdown).await {
-            Ok(true) => {
-                if let Some(store) = &self.store {
-                    if let Err(e) = store.mark_published(&decision.vector_id) {
-                        // Published again at the next start (at least once).
-                        self.report.store_failures += 1;
-                        tracing::error!(vector = %decision.vector_id, error = %e,
-                            "published decision not cleared from the outbox");
-                    }
-                }
-                Ok(true)
+        // Batched: recorded with the decisions concluded with it in one transaction, with the
+        // state each service is left in, then published ([`Self::flush_decisions`]). On disk
+        // before it is published: a restart never decides this vector again, and keeps the
+        // cooldowns it started.
+        self.batch.push(decision);
+        if self.batch_since.is_none() {
+            self.batch_since = Some(tokio::time::Instant::now());
+        }
+        if changes && !dry_run {
+            self.flush_now = true;
+        }
+        Ok(true)
+    }
+
+    /// Whether the batch is to be recorded and published now: full, asked for, or its oldest
+    /// decision has waited [`DECISION_BATCH_LINGER`].
+    fn batch_due(&self) -> bool {
+        self.flush_now
+            || self.batch.len() >= DECISION_BATCH_MAX
+            || self
+                .batch_since
+                .is_some_and(|t| t.elapsed() >= DECISION_BATCH_LINGER)
+    }
+
+    /// When the batch falls due (or, with none, when published decisions are looked at again
+    /// to clear them from the outbox); `None` when there is nothing to do.
+    fn batch_deadline(&self) -> Option<tokio::time::Instant> {
+        match self.batch_since {
+            Some(t) => Some(t + DECISION_BATCH_LINGER),
+            None if !self.unconfirmed.is_empty() => Some(self.last_clear + OUTBOX_CLEAR_INTERVAL),
+            None => None,
+        }
+    }
+
+    /// [`Self::flush_decisions`], then acknowledge `acks` (the votes of the decisions it
+    /// published: their offsets are stored once the decisions are on the broker). `Ok(false)`
+    /// when stopping before the batch was published: nothing is acknowledged.
+    async fn flush_acking(
+        &mut self,
+        sub: &mut dyn autoscaler_bus::Subscription,
+        acks: &mut Vec<autoscaler_bus::Delivery>,
+    ) -> Result<bool, ScalerError> {
+        if !self.flush_decisions().await? {
+            acks.clear();
+            return Ok(false);
+        }
+        for d in acks.drain(..) {
+            sub.ack(&d).await?;
+        }
+        Ok(true)
+    }
+
+    /// The published decisions now known to be on the broker, oldest first, taken from
+    /// `unconfirmed`.
+    fn take_delivered(&mut self) -> Vec<VectorId> {
+        self.last_clear = tokio::time::Instant::now();
+        let delivered = self.deps.bus.pipeline_delivered();
+        let mut out = Vec::new();
+        while self
+            .unconfirmed
+            .front()
+            .is_some_and(|(reached, _)| *reached <= delivered)
+        {
+            out.extend(self.unconfirmed.pop_front().map(|(_, id)| id));
+        }
+        out
+    }
+
+    /// Clear the delivered decisions from the outbox (one transaction).
+    fn clear_delivered(&mut self) {
+        let delivered = self.take_delivered();
+        if let (Some(store), false) = (&self.store, delivered.is_empty()) {
+            if let Err(e) = store.commit_batch(&[], &[], &delivered) {
+                // Published again at the next start (at least once).
+                self.report.store_failures += 1;
+                tracing::error!(decisions = delivered.len(), error = %e,
+                    "published decisions not cleared from the outbox");
             }
-            Ok(false) => Ok(false),
-            Err(e) => {
-                // Not retryable (e.g. refused by the broker): the decision stays in the outbox,
-                // retried at the next start within its budget; the scaler goes on.
-                self.report.publish_failures += 1;
-                tracing::error!(vector = %decision.vector_id, error = %e,
-                    "decision not published; kept in the outbox");
-                if let Some(store) = &self.store {
-                    match store.note_publish_failure(&decision.vector_id, OUTBOX_RETRY_BUDGET) {
-                        Ok(true) => self.report.quarantined += 1,
-                        Ok(false) => {}
-                        Err(e) => {
-                            self.report.store_failures += 1;
-                            tracing::error!(error = %e, "state store");
+        }
+    }
+
+    /// Record the batch in one transaction (with the outbox entries of decisions since
+    /// delivered cleared in it), then publish its decisions in order, pipelined. `Ok(false)`
+    /// when stopping before all were published (the rest stay in the outbox, published at the
+    /// next start; their votes must not be acknowledged).
+    async fn flush_decisions(&mut self) -> Result<bool, ScalerError> {
+        self.flush_now = false;
+        self.batch_since = None;
+        let batch = std::mem::take(&mut self.batch);
+        if batch.is_empty() {
+            self.clear_delivered();
+            return Ok(true);
+        }
+        let delivered = self.take_delivered();
+        if let Some(store) = &self.store {
+            // Each service of the batch once, in the state its last decision left it (a service
+            // whose state is the default was forgotten: stored as the default).
+            let mut services: Vec<&str> = batch.iter().map(|d| d.service.as_str()).collect();
+            services.sort_unstable();
+            services.dedup();
+            let default = ServiceState::default();
+            let states: Vec<(&str, &ServiceState)> = services
+                .into_iter()
+                .map(|s| (s, self.states.get(s).unwrap_or(&default)))
+                .collect();
+            if let Err(e) = store.commit_batch(&batch, &states, &delivered) {
+                // Not kept (disk full, locked): the decisions are still published; a restart may
+                // decide these vectors again (they acted on nothing the store could not record:
+                // a change saves its state first). The delivered ones are published again at
+                // the next start (at least once).
+                self.report.store_failures += batch.len() as u64;
+                tracing::error!(decisions = batch.len(), error = %e, "decisions not recorded");
+            }
+        }
+        let mut queued = Vec::with_capacity(batch.len());
+        for decision in batch {
+            let msg = Outgoing::new(
+                &self.cfg.decisions_topic,
+                decision.service.as_str(),
+                encode(&decision),
+            );
+            match publish_pipelined_retrying(self.deps.bus.as_ref(), msg, &self.shutdown).await {
+                Ok(true) => queued.push(decision.vector_id),
+                Ok(false) => return Ok(false),
+                Err(e) => {
+                    // Not retryable (e.g. refused by the broker): the decision stays in the
+                    // outbox, retried at the next start within its budget; the scaler goes on.
+                    self.report.publish_failures += 1;
+                    tracing::error!(vector = %decision.vector_id, error = %e,
+                        "decision not published; kept in the outbox");
+                    if let Some(store) = &self.store {
+                        match store.note_publish_failure(&decision.vector_id, OUTBOX_RETRY_BUDGET) {
+                            Ok(true) => self.report.quarantined += 1,
+                            Ok(false) => {}
+                            Err(e) => {
+                                self.report.store_failures += 1;
+                                tracing::error!(error = %e, "state store");
+                            }
                         }
                     }
                 }
-                Ok(true)
             }
         }
+        if self.store.is_some() {
+            let reached = self.deps.bus.pipeline_reached();
+            self.unconfirmed
+                .extend(queued.into_iter().map(|id| (reached, id)));
+            if self.deps.bus.pipeline_delivered() >= reached {
+                // Already on the broker (a bus whose publish waits): out of the outbox now, so
+                // a restart does not announce them again.
+                self.clear_delivered();
+            }
+        }
+        Ok(true)
     }
 
     /// Publish the decisions a previous run recorded but did not get to publish (it stopped
@@ -1351,6 +1528,39 @@ impl Scaler {
             return Ok(());
         };
         let pending = store.outbox()?;
+        if pending.is_empty() {
+            return Ok(());
+        }
+        // Published (pipelined) but killed before the outbox was cleared: the decisions topic
+        // already has them, so they are cleared, not announced twice. A bus that keeps no
+        // history (or a tail that fails) publishes them all again: at least once.
+        let on_topic: std::collections::HashSet<String> = match self
+            .deps
+            .bus
+            .tail(&self.cfg.decisions_topic, OUTBOX_TAIL_CHECK)
+            .await
+        {
+            Ok(tail) => tail
+                .iter()
+                .filter_map(|d| decode::<Decision>(&d.payload).ok())
+                .map(|d| d.vector_id.0)
+                .collect(),
+            Err(e) => {
+                tracing::warn!(error = %e, "decisions topic not read back: the outbox is published again");
+                Default::default()
+            }
+        };
+        let (already, pending): (Vec<_>, Vec<_>) = pending
+            .into_iter()
+            .partition(|row| on_topic.contains(&row.vector_id.0));
+        if !already.is_empty() {
+            let ids: Vec<VectorId> = already.into_iter().map(|r| r.vector_id).collect();
+            store.commit_batch(&[], &[], &ids)?;
+            tracing::info!(
+                decisions = ids.len(),
+                "outbox entries already on the decisions topic: cleared"
+            );
+        }
         if !pending.is_empty() {
             tracing::warn!(
                 decisions = pending.len(),

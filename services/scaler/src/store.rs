@@ -8,9 +8,10 @@
 //!   redelivered after a restart (Kafka, at least once) never decides a vector twice.
 //!
 //! The scaler writes a decision and the envelope state it leaves in **one transaction before
-//! publishing** it, and, when the decision changes a replica count, the state once more *before*
-//! actuating: a crash between the two leaves a cooldown that started without a change (safe),
-//! never a change without its cooldown.
+//! publishing** it — decisions that arrive together share that transaction
+//! ([`Store::commit_batch`]) — and, when the decision changes a replica count, the state once
+//! more *before* actuating: a crash between the two leaves a cooldown that started without a
+//! change (safe), never a change without its cooldown.
 //!
 //! WAL journal with `synchronous=NORMAL`: a committed transaction survives the process being
 //! killed (SIGKILL); only a power loss can drop the last few.
@@ -27,6 +28,9 @@ use crate::envelope::ServiceState;
 
 /// Decision-log rows kept (the oldest are pruned); matches the ballot box's memory of decided ids.
 pub const DEFAULT_KEEP_DECISIONS: usize = 200_000;
+
+/// Decisions recorded between two prunings of the decision log.
+const PRUNE_EVERY: u64 = 1000;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS service_state (
@@ -140,6 +144,7 @@ pub struct Store {
     path: String,
     keep: usize,
     inserted: Mutex<u64>,
+    commits: Mutex<u64>,
 }
 
 impl std::fmt::Debug for Store {
@@ -217,6 +222,7 @@ impl Store {
             path,
             keep: DEFAULT_KEEP_DECISIONS,
             inserted: Mutex::new(0),
+            commits: Mutex::new(0),
         })
     }
 
@@ -354,7 +360,7 @@ impl Store {
         let mut inserted = self.inserted.lock().unwrap_or_else(|e| e.into_inner());
         *inserted += 1;
         // Prune now and then, not on every write.
-        if *inserted >= 1000 {
+        if *inserted >= PRUNE_EVERY {
             *inserted = 0;
             tx.execute(
                 "DELETE FROM decisions WHERE seq <= (SELECT MAX(seq) FROM decisions) - ?1",
@@ -363,6 +369,82 @@ impl Store {
             .map_err(|e| self.sqlite(e))?;
         }
         tx.commit().map_err(|e| self.sqlite(e))
+    }
+
+    /// Record a batch of decisions (in decision order) with the envelope `states` they leave
+    /// (each service once), and clear the outbox entries of `published` (decisions since
+    /// acknowledged by the broker), in **one** transaction: one commit for decisions that
+    /// arrive together. Each decision enters the outbox with its log row, so it is on disk
+    /// before it is published.
+    pub fn commit_batch(
+        &self,
+        batch: &[Decision],
+        states: &[(&str, &ServiceState)],
+        published: &[VectorId],
+    ) -> Result<(), StoreError> {
+        let mut conn = self.lock();
+        let tx = conn.transaction().map_err(|e| self.sqlite(e))?;
+        {
+            let mut log = tx
+                .prepare_cached(
+                    "INSERT INTO decisions \
+                     (vector_id, service, metric_time_ms, decided_at_ms, acted, decision_json) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT(vector_id) DO NOTHING",
+                )
+                .map_err(|e| self.sqlite(e))?;
+            let mut outbox = tx
+                .prepare_cached(
+                    "INSERT INTO outbox (vector_id, decision_json) VALUES (?1, ?2) \
+                     ON CONFLICT(vector_id) DO NOTHING",
+                )
+                .map_err(|e| self.sqlite(e))?;
+            for (service, state) in states {
+                upsert_state(&tx, service, state).map_err(|e| self.sqlite(e))?;
+            }
+            for decision in batch {
+                let json = String::from_utf8_lossy(&encode(decision)).into_owned();
+                log.execute(params![
+                    decision.vector_id.0,
+                    decision.service,
+                    ms(decision.metric_time),
+                    ms(decision.timestamp),
+                    decision.acted,
+                    json
+                ])
+                .map_err(|e| self.sqlite(e))?;
+                outbox
+                    .execute(params![decision.vector_id.0, json])
+                    .map_err(|e| self.sqlite(e))?;
+            }
+            let mut clear = tx
+                .prepare_cached("DELETE FROM outbox WHERE vector_id = ?1")
+                .map_err(|e| self.sqlite(e))?;
+            for id in published {
+                clear.execute([&id.0]).map_err(|e| self.sqlite(e))?;
+            }
+        }
+        let mut inserted = self.inserted.lock().unwrap_or_else(|e| e.into_inner());
+        *inserted += batch.len() as u64;
+        // Prune now and then, not on every write.
+        if *inserted >= PRUNE_EVERY {
+            *inserted = 0;
+            tx.execute(
+                "DELETE FROM decisions WHERE seq <= (SELECT MAX(seq) FROM decisions) - ?1",
+                [self.keep as i64],
+            )
+            .map_err(|e| self.sqlite(e))?;
+        }
+        tx.commit().map_err(|e| self.sqlite(e))?;
+        if !batch.is_empty() {
+            *self.commits.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+        }
+        Ok(())
+    }
+
+    /// Transactions [`Store::commit_batch`] committed since the store was opened that recorded
+    /// decisions.
+    pub fn batch_commits(&self) -> u64 {
+        *self.commits.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The decision of `id` has been published: clear it from the outbox.

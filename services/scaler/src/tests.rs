@@ -350,6 +350,129 @@ async fn a_decision_recorded_but_not_published_is_published_on_restart() {
     assert!(Store::open(&db).unwrap().unpublished().unwrap().is_empty());
 }
 
+/// Issue 14: decisions that arrive together are recorded in one transaction (fewer commits
+/// than decisions), each before it is published; all are published, in order per service.
+#[tokio::test(start_paused = true)]
+async fn decisions_arriving_together_share_a_commit() {
+    const N: usize = 60;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("state.db");
+    let bus = MemoryBus::new(4 * N, Overflow::Block);
+    let mut decisions = bus.subscribe(DECISIONS_TOPIC, "test").await.unwrap();
+    let mut cfg = ScalerConfig::new(VotingConfig::new(Strategy::Majority));
+    cfg.state_db = Some(db.clone());
+    cfg.clock = ClockMode::Replay;
+    cfg.max_skew_secs = 86_400;
+    let shutdown = CancellationToken::new();
+    let deps = ScalerDeps {
+        bus: Arc::new(bus.clone()),
+        actuator: Arc::new(SimulatedActuator::new(2)),
+    };
+    let task = tokio::spawn(run(cfg, deps, shutdown.clone()));
+    while bus.groups(VOTES_TOPIC) == 0 {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let ids: Vec<String> = (0..N)
+        .map(|i| format!("orders@{}@{}", i + 1, (i + 1) * 1000))
+        .collect();
+    for id in &ids {
+        for m in ModelKind::ALL {
+            let v = fixtures::vote(id, m)
+                .ballot(false)
+                .metric_time(fixtures::at((ids.len() as i64) * 1000))
+                .replicas(2)
+                .build();
+            bus.publish(Outgoing::new(VOTES_TOPIC, &v.service, encode(&v)))
+                .await
+                .unwrap();
+        }
+    }
+    let mut seen = Vec::new();
+    for _ in 0..N {
+        let d: Decision = decode(&decisions.recv().await.unwrap().unwrap().payload).unwrap();
+        seen.push(d.vector_id.0);
+    }
+    assert_eq!(seen, ids, "published in order, each once");
+    shutdown.cancel();
+    let r = task.await.unwrap().unwrap();
+    assert_eq!(r.decisions, N as u64);
+    assert!(
+        r.store_commits >= 1 && r.store_commits < N as u64,
+        "{N} decisions in {} transactions",
+        r.store_commits
+    );
+    let store = Store::open(&db).unwrap();
+    assert_eq!(
+        store.recent_decided(10 * N).unwrap().len(),
+        N,
+        "each recorded"
+    );
+    assert!(
+        store.unpublished().unwrap().is_empty(),
+        "published, so cleared"
+    );
+}
+
+/// A batch recorded in one transaction whose process died before publishing any of it: the next
+/// start publishes each of its decisions from the outbox exactly once, and a start after that
+/// publishes none again.
+#[tokio::test]
+async fn a_batch_recorded_but_not_published_is_published_once_on_restart() {
+    const N: usize = 25;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("state.db");
+    let batch: Vec<Decision> = (0..N)
+        .map(|i| {
+            let service = ["orders", "front-end", "carts"][i % 3];
+            crate::store::tests::decision(&format!("{service}@{i}@0"), service)
+        })
+        .collect();
+    let store = Store::open(&db).unwrap();
+    let st = ServiceState::default();
+    store
+        .commit_batch(
+            &batch,
+            &[("orders", &st), ("front-end", &st), ("carts", &st)],
+            &[],
+        )
+        .unwrap();
+    assert_eq!(store.batch_commits(), 1);
+    assert_eq!(store.unpublished().unwrap().len(), N);
+    drop(store);
+    let run_once = || async {
+        let bus = MemoryBus::new(4 * N, Overflow::Block);
+        let mut decisions = bus.subscribe(DECISIONS_TOPIC, "test").await.unwrap();
+        let mut cfg = ScalerConfig::new(VotingConfig::new(Strategy::Majority));
+        cfg.state_db = Some(db.clone());
+        cfg.clock = ClockMode::Replay;
+        let shutdown = CancellationToken::new();
+        let deps = ScalerDeps {
+            bus: Arc::new(bus.clone()),
+            actuator: Arc::new(SimulatedActuator::new(2)),
+        };
+        let task = tokio::spawn(run(cfg, deps, shutdown.clone()));
+        while bus.groups(VOTES_TOPIC) == 0 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        shutdown.cancel();
+        let report = task.await.unwrap().unwrap();
+        let mut got = Vec::new();
+        while let Ok(Some(Ok(d))) =
+            tokio::time::timeout(Duration::from_millis(50), decisions.recv()).await
+        {
+            got.push(decode::<Decision>(&d.payload).unwrap());
+        }
+        (report, got)
+    };
+    let (report, got) = run_once().await;
+    assert_eq!(report.republished, N as u64);
+    assert_eq!(got, batch, "each once, in the order recorded");
+    assert!(Store::open(&db).unwrap().unpublished().unwrap().is_empty());
+    let (report, got) = run_once().await;
+    assert_eq!(report.republished, 0);
+    assert!(got.is_empty(), "never twice: {got:?}");
+}
+
 /// Issue 15: hostile input, races and the lease.
 mod hardening {
     use super::*;
