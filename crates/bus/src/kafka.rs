@@ -396,9 +396,12 @@ fn classify(e: KafkaError) -> BusError {
             "Kafka client configuration: {desc} (property `{key}`, value not shown)"
         ));
     }
-    let code = e.rdkafka_error_code();
+    if let KafkaError::ClientCreation(_) = &e {
+        // Its text may quote a configured value: kept as text, for `scrub`.
+        return BusError::Fatal(e.to_string());
+    }
     let fatal = matches!(
-        code,
+        e.rdkafka_error_code(),
         Some(
             RDKafkaErrorCode::TopicAuthorizationFailed
                 | RDKafkaErrorCode::GroupAuthorizationFailed
@@ -408,17 +411,7 @@ fn classify(e: KafkaError) -> BusError {
                 | RDKafkaErrorCode::MessageSizeTooLarge
                 | RDKafkaErrorCode::UnknownTopicOrPartition
         )
-    ) || matches!(
-        e,
-        KafkaError::ClientConfig(..) | KafkaError::ClientCreation(_)
     );
-    if matches!(
-        e,
-        KafkaError::ClientConfig(..) | KafkaError::ClientCreation(_)
-    ) {
-        // Their text may quote a configured value: kept as text, for `scrub`.
-        return BusError::Fatal(e.to_string());
-    }
     BusError::Kafka {
         retryable: !fatal,
         source: e,
