@@ -187,7 +187,17 @@ async fn embedded_pipeline_runs_the_scalers_policy() {
         "{} of {} decisions without the policy's recommendation: {:?}",
         without.len(),
         d.len(),
-        without.first()
+        without
+            .iter()
+            .map(|x| x.vector_id.to_string())
+            .collect::<Vec<_>>()
+    );
+    eprintln!(
+        "without a recommendation: {:?}",
+        without
+            .iter()
+            .map(|x| x.vector_id.to_string())
+            .collect::<Vec<_>>()
     );
     for x in &without {
         assert!(x.reason.contains("the votes decide"), "{x:?}");
